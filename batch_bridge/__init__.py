@@ -1,0 +1,43 @@
+"""BatchBridge: provider batch APIs as ordinary awaits inside LangGraph graphs."""
+
+import contextlib
+
+from batch_bridge._batcher import Batcher, Bridge
+from batch_bridge._client import delete_crons, ensure_cron
+from batch_bridge._constants import bridge_thread_id
+from batch_bridge._wait import wait, wait_sync
+from batch_bridge.errors import (
+    BatchBridgeError,
+    BatchFailedError,
+    BatchItemError,
+    ConfigError,
+    PlatformError,
+    ProviderError,
+    WaitOutsideGraphError,
+)
+from batch_bridge.types import FlushPolicy, Pending
+
+__all__ = [
+    "BatchBridgeError",
+    "BatchFailedError",
+    "BatchItemError",
+    "Batcher",
+    "Bridge",
+    "ConfigError",
+    "FlushPolicy",
+    "Pending",
+    "PlatformError",
+    "ProviderError",
+    "WaitOutsideGraphError",
+    "bridge_thread_id",
+    "delete_crons",
+    "ensure_cron",
+    "wait",
+    "wait_sync",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("batch_bridge."):
+        with contextlib.suppress(AttributeError, TypeError):
+            _obj.__module__ = "batch_bridge"

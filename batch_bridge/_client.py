@@ -1,0 +1,152 @@
+"""The platform client: every call BatchBridge makes to the LangGraph API lives here."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from langgraph_sdk import get_client, get_sync_client
+from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
+from langgraph_sdk.errors import ConflictError, NotFoundError
+
+from batch_bridge._constants import SERVER_URL_ENV, bridge_thread_id
+from batch_bridge.errors import ConfigError
+
+log = logging.getLogger("batch_bridge")
+
+_clients: dict[str | None, LangGraphClient] = {}
+_sync_clients: dict[str, SyncLangGraphClient] = {}
+
+
+def client_for(url: str | None) -> LangGraphClient:
+    """An SDK client per URL; `None` is the in-process client of the server we run in."""
+    if url not in _clients:
+        _clients[url] = get_client(url=url)
+    return _clients[url]
+
+
+def sync_client_for(url: str | None) -> SyncLangGraphClient:
+    """Sync nodes cannot use the in-process transport: they call the server's own URL."""
+    resolved = url or os.environ.get(SERVER_URL_ENV)
+    if not resolved:
+        raise ConfigError(
+            f"A sync node needs the server's own URL to reach the bridge; set {SERVER_URL_ENV} "
+            "(langgraph dev sets it) or call `await batcher.asubmit(item)` from an async node."
+        )
+    if resolved not in _sync_clients:
+        _sync_clients[resolved] = get_sync_client(url=resolved)
+    return _sync_clients[resolved]
+
+
+def _missing_bridge(bridge: str, url: str | None) -> ConfigError:
+    where = f"the deployment at {url}" if url else "this deployment"
+    return ConfigError(
+        f"No bridge graph named {bridge!r} on {where}: register it in langgraph.json "
+        f'(e.g. "{bridge}": "./graphs/bridge.py:bridge") or point BATCH_BRIDGE_URL at the '
+        "deployment that has it."
+    )
+
+
+def _kick_kwargs(bridge: str) -> dict[str, Any]:
+    return {
+        "thread_id": bridge_thread_id(bridge),
+        "assistant_id": bridge,
+        "input": {},
+        "multitask_strategy": "reject",
+        "if_not_exists": "create",
+    }
+
+
+async def kick(client: LangGraphClient, bridge: str, url: str | None) -> None:
+    """Start a tick unless one is running or scheduled (then the platform answers 409)."""
+    try:
+        await client.runs.create(**_kick_kwargs(bridge))
+    except ConflictError:
+        return
+    except NotFoundError as exc:
+        raise _missing_bridge(bridge, url) from exc
+
+
+def kick_sync(client: SyncLangGraphClient, bridge: str, url: str | None) -> None:
+    try:
+        client.runs.create(**_kick_kwargs(bridge))
+    except ConflictError:
+        return
+    except NotFoundError as exc:
+        raise _missing_bridge(bridge, url) from exc
+
+
+async def schedule_tick(client: LangGraphClient, bridge: str, delay_s: float) -> bool:
+    """Queue the next tick on the bridge's thread unless a run is already waiting there."""
+    thread_id = bridge_thread_id(bridge)
+    if await client.runs.list(thread_id, status="pending", limit=1):
+        return False
+    await client.runs.create(
+        thread_id,
+        bridge,
+        input={},
+        after_seconds=int(delay_s),
+        multitask_strategy="enqueue",
+    )
+    return True
+
+
+async def resume(
+    client: LangGraphClient, thread_id: str, assistant_id: str, answers: dict[str, Any]
+) -> None:
+    """Resume one caller thread; always a {interrupt_id: value} map (a scalar breaks on 2+)."""
+    await client.runs.create(
+        thread_id,
+        assistant_id,
+        command={"resume": answers},
+        multitask_strategy="enqueue",
+    )
+
+
+async def pending_interrupt_ids(client: LangGraphClient, thread_id: str) -> set[str]:
+    state = await client.threads.get_state(thread_id)
+    return {i["id"] for i in state.get("interrupts", [])}
+
+
+async def ensure_cron(
+    client: LangGraphClient,
+    *,
+    bridge: str = "bridge",
+    schedule: str = "* * * * *",
+    flush: bool = False,
+) -> str:
+    """Create the bridge's safety-net cron once; returns its id (an existing one if equal).
+
+    A cron with `flush=True` also forces every pending item out on each firing.
+    Seconds use the six-field, seconds-last form: "* * * * * */10" fires every 10 s.
+    """
+    thread_id = bridge_thread_id(bridge)
+    await client.threads.create(thread_id=thread_id, if_exists="do_nothing", graph_id=bridge)
+    payload = {"flush": flush}
+    for cron in await client.crons.search(thread_id=thread_id, limit=100):
+        if cron.get("schedule") == schedule and (cron.get("payload") or {}).get("input") == payload:
+            return str(cron["cron_id"])
+    cron = await client.crons.create_for_thread(thread_id, bridge, schedule=schedule, input=payload)
+    return str(cron["cron_id"])
+
+
+async def delete_crons(client: LangGraphClient, *, bridge: str = "bridge") -> int:
+    crons = await client.crons.search(thread_id=bridge_thread_id(bridge), limit=100)
+    for cron in crons:
+        await client.crons.delete(cron["cron_id"])
+    return len(crons)
+
+
+async def get_item(client: LangGraphClient, namespace: tuple[str, ...], key: str) -> Any:
+    try:
+        return await client.store.get_item(namespace, key)
+    except NotFoundError:
+        return None
+
+
+def get_item_sync(client: SyncLangGraphClient, namespace: tuple[str, ...], key: str) -> Any:
+    try:
+        return client.store.get_item(namespace, key)
+    except NotFoundError:
+        return None

@@ -1,0 +1,53 @@
+"""Names that callers and the bridge must agree on (store namespaces, thread ids, env vars)."""
+
+from __future__ import annotations
+
+import uuid
+
+NAMESPACE_ROOT = "batch_bridge"
+QUEUE = "queue"
+BATCHES = "batches"
+
+WAIT_KIND = "batch_bridge.wait"
+RESULT_KIND = "batch_bridge.result"
+
+BRIDGE_URL_ENV = "BATCH_BRIDGE_URL"
+"""Where callers on another deployment find the bridge."""
+CALLBACK_URL_ENV = "BATCH_BRIDGE_CALLBACK_URL"
+"""Where a bridge on another deployment resumes this deployment's callers."""
+SERVER_URL_ENV = "LANGGRAPH_API_URL"
+"""Set by the LangGraph server to its own URL; the default callback URL."""
+
+MAX_SUBMIT_ATTEMPTS = 3
+SUBMIT_BACKOFF_S = 2.0
+MAX_DELIVERY_ATTEMPTS = 5
+PAGE_SIZE = 1000
+CONCURRENCY = 20
+
+
+def queue_namespace(bridge: str) -> tuple[str, ...]:
+    return (NAMESPACE_ROOT, bridge, QUEUE)
+
+
+def batches_namespace(bridge: str) -> tuple[str, ...]:
+    return (NAMESPACE_ROOT, bridge, BATCHES)
+
+
+def bridge_thread_id(bridge: str) -> str:
+    """One deterministic thread per bridge: the platform then serialises its ticks."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"batch-bridge:{bridge}"))
+
+
+def item_key(thread_id: str, interrupt_id: str) -> str:
+    return f"{thread_id}:{interrupt_id}"
+
+
+def check_bridge_name(name: str) -> str:
+    from batch_bridge.errors import ConfigError
+
+    if not isinstance(name, str) or not name or "." in name:
+        raise ConfigError(
+            f"Bridge name {name!r} is not usable: it must be a non-empty string without '.' "
+            "(it names the graph in langgraph.json and a store namespace)."
+        )
+    return name

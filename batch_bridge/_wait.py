@@ -1,0 +1,164 @@
+"""The caller's side: park an item with the bridge and sleep as an interrupt until it is done.
+
+Everything before `interrupt()` runs again each time the node re-executes (its own resume, a
+sibling's resume, a retry), so the only side effect here is a put-if-absent keyed by the
+interrupt id, which is stable across replays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from langgraph.config import get_config, get_store
+from langgraph.errors import GraphInterrupt
+from langgraph.types import interrupt
+
+from batch_bridge import _client
+from batch_bridge._constants import (
+    BRIDGE_URL_ENV,
+    CALLBACK_URL_ENV,
+    SERVER_URL_ENV,
+    WAIT_KIND,
+    check_bridge_name,
+    item_key,
+    queue_namespace,
+)
+from batch_bridge._results import is_envelope, unwrap
+from batch_bridge.errors import ConfigError, WaitOutsideGraphError
+
+__all__ = ["wait", "wait_sync"]
+
+
+def _running_config() -> dict[str, Any]:
+    try:
+        return get_config()  # type: ignore[return-value]
+    except RuntimeError:
+        raise WaitOutsideGraphError() from None
+
+
+def _check_item(item: Any) -> None:
+    try:
+        json.dumps(item)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"The item sent to the bridge must be JSON-serialisable (it is stored and sent to "
+            f"another graph): {exc}"
+        ) from exc
+
+
+def _record(config: dict[str, Any], interrupt_id: str, item: Any, resume_url: str | None) -> dict:
+    conf = config["configurable"]
+    return {
+        "item": item,
+        "thread_id": conf["thread_id"],
+        "interrupt_id": interrupt_id,
+        "assistant_id": conf.get("assistant_id") or conf.get("graph_id"),
+        "graph_id": conf.get("graph_id"),
+        "resume_url": resume_url,
+        "created_at": time.time(),
+    }
+
+
+def _remote_target(url: str | None) -> tuple[str | None, str | None]:
+    """(bridge URL, callback URL) for a bridge on another deployment; (None, None) if local."""
+    bridge_url = url or os.environ.get(BRIDGE_URL_ENV)
+    if not bridge_url:
+        return None, None
+    callback = os.environ.get(CALLBACK_URL_ENV) or os.environ.get(SERVER_URL_ENV)
+    if not callback:
+        raise ConfigError(
+            f"The bridge at {bridge_url} cannot resume this thread: set {CALLBACK_URL_ENV} to "
+            "this deployment's URL."
+        )
+    return bridge_url, callback
+
+
+def _answer(value: Any) -> Any:
+    return unwrap(value) if is_envelope(value) else value
+
+
+def _question(item: Any, batcher: str) -> dict[str, Any]:
+    return {"kind": WAIT_KIND, "batcher": batcher, "item": item}
+
+
+async def wait(item: Any, *, batcher: str = "bridge", url: str | None = None) -> Any:
+    """Send `item` to the bridge graph `batcher` and return its own result.
+
+    The calling thread is interrupted until the bridge resumes it, and the node then runs
+    again from the top: code before `wait()` repeats, so keep it free of side effects.
+    A failed item raises `BatchItemError` (or `BatchFailedError`) with the provider's message.
+    `url` (or BATCH_BRIDGE_URL) names a bridge on another deployment.
+    """
+    config = _running_config()
+    check_bridge_name(batcher)
+    _check_item(item)
+    try:
+        return _answer(interrupt(_question(item, batcher)))
+    except GraphInterrupt as exc:
+        await _enqueue(config, exc.args[0][0].id, item, batcher, url)
+        raise
+
+
+async def _enqueue(
+    config: dict[str, Any], interrupt_id: str, item: Any, batcher: str, url: str | None
+) -> None:
+    bridge_url, callback = _remote_target(url)
+    key = item_key(config["configurable"]["thread_id"], interrupt_id)
+    namespace = queue_namespace(batcher)
+    record = _record(config, interrupt_id, item, callback)
+    client = _client.client_for(bridge_url)
+    if bridge_url is None:
+        store = get_store()
+        if await store.aget(namespace, key) is not None:
+            return
+        await store.aput(namespace, key, record, index=False)
+        try:
+            await _client.kick(client, batcher, None)
+        except ConfigError:
+            await store.adelete(namespace, key)
+            raise
+        return
+    if await _client.get_item(client, namespace, key) is not None:
+        return
+    await client.store.put_item(namespace, key, record, index=False)
+    await _client.kick(client, batcher, bridge_url)
+
+
+def wait_sync(item: Any, *, batcher: str = "bridge", url: str | None = None) -> Any:
+    """`wait()` for sync nodes: same contract, blocking calls instead of awaits."""
+    config = _running_config()
+    check_bridge_name(batcher)
+    _check_item(item)
+    try:
+        return _answer(interrupt(_question(item, batcher)))
+    except GraphInterrupt as exc:
+        _enqueue_sync(config, exc.args[0][0].id, item, batcher, url)
+        raise
+
+
+def _enqueue_sync(
+    config: dict[str, Any], interrupt_id: str, item: Any, batcher: str, url: str | None
+) -> None:
+    bridge_url, callback = _remote_target(url)
+    key = item_key(config["configurable"]["thread_id"], interrupt_id)
+    namespace = queue_namespace(batcher)
+    record = _record(config, interrupt_id, item, callback)
+    client = _client.sync_client_for(bridge_url)
+    if bridge_url is None:
+        store = get_store()
+        if store.get(namespace, key) is not None:
+            return
+        store.put(namespace, key, record, index=False)
+        try:
+            _client.kick_sync(client, batcher, None)
+        except ConfigError:
+            store.delete(namespace, key)
+            raise
+        return
+    if _client.get_item_sync(client, namespace, key) is not None:
+        return
+    client.store.put_item(namespace, key, record, index=False)
+    _client.kick_sync(client, batcher, bridge_url)

@@ -1,0 +1,97 @@
+"""Errors raised by BatchBridge.
+
+```
+BatchBridgeError
+├── ConfigError                 the bridge or a caller is set up wrongly
+├── BatchItemError              one item failed; raised by wait() in the caller
+│   └── BatchFailedError        the item's whole batch failed (or expired for good)
+├── ProviderError               a provider call failed (status_code, retryable)
+└── PlatformError               the LangGraph platform refused a call
+WaitOutsideGraphError(RuntimeError)   wait() used where no graph is running
+```
+
+Failures of one item never take the bridge down: they travel back to the waiting caller
+inside the resume envelope and are raised there, by name, with the provider's message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatchBridgeError",
+    "BatchFailedError",
+    "BatchItemError",
+    "ConfigError",
+    "PlatformError",
+    "ProviderError",
+    "WaitOutsideGraphError",
+]
+
+
+class BatchBridgeError(Exception):
+    """Base class of every BatchBridge failure."""
+
+
+class ConfigError(BatchBridgeError):
+    """The bridge, a batcher or a caller is configured wrongly; fix the setting named."""
+
+
+class BatchItemError(BatchBridgeError):
+    """The provider (or the bridge) failed this item; the message is the provider's."""
+
+    def __init__(self, message: str, *, item_id: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.item_id = item_id
+        self.code = code
+
+
+class BatchFailedError(BatchItemError):
+    """The whole batch holding this item failed, expired or was cancelled for good."""
+
+
+class ProviderError(BatchBridgeError):
+    """A call to the provider's API failed; `retryable` says whether trying again may help."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        retryable: bool | None = None,
+    ):
+        super().__init__(message)
+        self.provider = provider
+        self.status_code = status_code
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class PlatformError(BatchBridgeError):
+    """The LangGraph platform refused a call the bridge or a caller needed."""
+
+
+class WaitOutsideGraphError(RuntimeError):
+    """`wait()` needs a running LangGraph node (it interrupts the caller's thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "wait() must be called inside a node of a graph running on a LangGraph server "
+            "(langgraph dev or LangGraph Platform); outside a graph use "
+            "Batcher.submit(item) or await Batcher.asubmit(item) instead."
+        )
+
+
+ERRORS_BY_NAME: dict[str, type[BatchBridgeError]] = {
+    cls.__name__: cls
+    for cls in (
+        BatchBridgeError,
+        BatchItemError,
+        BatchFailedError,
+        ConfigError,
+        ProviderError,
+        PlatformError,
+    )
+}
+"""Error classes a resume envelope may name; anything else arrives as BatchItemError."""

@@ -1,0 +1,99 @@
+"""Public records and callable shapes shared by the bridge, the batchers and providers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeAlias
+
+__all__ = [
+    "FlushPolicy",
+    "ItemStatus",
+    "Pending",
+    "PollFunc",
+    "PollResult",
+    "ShouldFlushFunc",
+    "SubmitFunc",
+]
+
+ItemStatus: TypeAlias = Literal["pending", "submitted", "completed", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Returned by a poll function: the batch is still running under a new handle.
+
+    A plain `None` means "still running, same handle". Provider adapters return `Pending`
+    when they had to resubmit part of a batch (expiry, retry, token budget) and the bridge
+    must poll the new handle from now on. The handle must be JSON-serialisable.
+    """
+
+    batch_id: Any
+    """The handle the next poll receives, replacing the one `submit` returned."""
+
+
+PollResult: TypeAlias = "Pending | Sequence[Any] | BaseException | None"
+"""None or Pending while running; results in submission order; or the batch's failure.
+
+An exception inside the sequence fails only that item."""
+
+SubmitFunc: TypeAlias = Callable[[list[Any]], Any | Awaitable[Any]]
+"""Sends a list of items to the provider; returns a JSON-serialisable batch handle."""
+
+PollFunc: TypeAlias = Callable[[Any], Any | Awaitable[Any]]
+"""Checks a batch handle; returns a `PollResult` (or raises for a whole-batch failure)."""
+
+ShouldFlushFunc: TypeAlias = Callable[[list[Any], datetime], bool]
+"""Custom flush rule: `should_flush(items, last_flushed)`, with items in arrival order."""
+
+
+def _seconds(value: float | timedelta | None, field: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{field} must be seconds (a number) or a timedelta, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{field} must not be negative, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlushPolicy:
+    """When pending items become a batch, and how often running batches are polled."""
+
+    max_batch_size: int = 50_000
+    """Flush as soon as this many items are pending (and never put more in one batch)."""
+    max_batch_age_s: float | None = 60.0
+    """Flush everything once the oldest pending item has waited this long (seconds)."""
+    should_flush: ShouldFlushFunc | None = None
+    """Custom rule; flushes everything pending when it returns True."""
+    poll_interval_s: float = 30.0
+    """Seconds between two polls of a running batch, and between two checks of the queue."""
+
+    @classmethod
+    def coerce(
+        cls,
+        *,
+        max_batch_size: int | None,
+        max_batch_age: float | timedelta | None,
+        should_flush: ShouldFlushFunc | None,
+        poll_interval: float | timedelta | None,
+    ) -> FlushPolicy:
+        """Normalise user keywords (numbers or timedeltas) and name the field at fault."""
+        size = 50_000 if max_batch_size is None else max_batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"max_batch_size must be a positive int, got {max_batch_size!r}")
+        if should_flush is not None and not callable(should_flush):
+            raise TypeError(f"should_flush_func must be callable, got {should_flush!r}")
+        poll = _seconds(poll_interval, "poll_interval")
+        if poll is not None and poll <= 0:
+            raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
+        return cls(
+            max_batch_size=size,
+            max_batch_age_s=_seconds(max_batch_age, "max_batch_age"),
+            should_flush=should_flush,
+            poll_interval_s=30.0 if poll is None else poll,
+        )

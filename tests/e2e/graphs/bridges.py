@@ -1,0 +1,99 @@
+"""Bridges with different flush rules, one per test concern, on an in-process fake provider.
+
+Items are strings or dicts. A dict with "fail" fails only that item with its message; a dict
+with "fail_batch" fails its whole batch; a dict with "wrong_length" makes poll return one
+result too many. Results carry the batch id and size so tests can see how items were batched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from batch_bridge import Batcher, BatchItemError, Bridge
+
+LATENCY_S = 0.5
+_batches: dict[str, tuple[float, list[Any]]] = {}
+
+
+def submit(items: list[Any]) -> str:
+    batch_id = f"fake_{uuid.uuid4().hex[:8]}"
+    _batches[batch_id] = (time.time(), list(items))
+    return batch_id
+
+
+def _flag(item: Any, key: str) -> Any:
+    return item.get(key) if isinstance(item, dict) else None
+
+
+async def poll(batch_id: str) -> Any:
+    await asyncio.sleep(0)
+    created, items = _batches[batch_id]
+    if time.time() - created < LATENCY_S:
+        return None
+    if any(_flag(i, "fail_batch") for i in items):
+        return RuntimeError(f"provider rejected batch {batch_id}")
+    results: list[Any] = [
+        BatchItemError(_flag(i, "fail"))
+        if _flag(i, "fail")
+        else {"echo": i, "batch_id": batch_id, "batch_size": len(items)}
+        for i in items
+    ]
+    if any(_flag(i, "wrong_length") for i in items):
+        results.append({"echo": "extra"})
+    return results
+
+
+bridge = Bridge(
+    submit=submit, poll=poll, max_batch_size=10, max_batch_age=timedelta(seconds=2), poll_interval=1
+)
+bridge_size = Bridge(
+    submit=submit,
+    poll=poll,
+    max_batch_size=3,
+    max_batch_age=None,
+    poll_interval=1,
+    name="bridge_size",
+)
+bridge_age = Bridge(
+    submit=submit,
+    poll=poll,
+    max_batch_size=1000,
+    max_batch_age=timedelta(seconds=3),
+    poll_interval=1,
+    name="bridge_age",
+)
+
+
+def release_on_go(items: list[Any], last_flushed: datetime) -> bool:
+    return "go" in items
+
+
+bridge_custom = Bridge(
+    submit=submit,
+    poll=poll,
+    max_batch_size=1000,
+    max_batch_age=None,
+    should_flush=release_on_go,
+    poll_interval=1,
+    name="bridge_custom",
+)
+bridge_cron = Bridge(
+    submit=submit,
+    poll=poll,
+    max_batch_size=1_000_000,
+    max_batch_age=None,
+    poll_interval=1,
+    name="bridge_cron",
+)
+bridge_sync = Batcher(
+    submit,
+    poll,
+    max_batch_size=4,
+    max_batch_age=timedelta(seconds=1),
+    name="bridge_sync",
+    poll_interval=1,
+)
