@@ -8,7 +8,7 @@ from typing import Any
 
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
-from langgraph_sdk.errors import ConflictError, NotFoundError
+from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from batch_bridge._constants import SERVER_URL_ENV, bridge_thread_id
 from batch_bridge.errors import ConfigError
@@ -64,7 +64,7 @@ async def kick(client: LangGraphClient, bridge: str, url: str | None) -> None:
         await client.runs.create(**_kick_kwargs(bridge))
     except ConflictError:
         return
-    except NotFoundError as exc:
+    except (NotFoundError, UnprocessableEntityError) as exc:
         raise _missing_bridge(bridge, url) from exc
 
 
@@ -73,7 +73,7 @@ def kick_sync(client: SyncLangGraphClient, bridge: str, url: str | None) -> None
         client.runs.create(**_kick_kwargs(bridge))
     except ConflictError:
         return
-    except NotFoundError as exc:
+    except (NotFoundError, UnprocessableEntityError) as exc:
         raise _missing_bridge(bridge, url) from exc
 
 

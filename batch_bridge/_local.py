@@ -46,7 +46,7 @@ class LocalRunner:
         self._wake = asyncio.Event()
         self._count = 0
         threading.Thread(target=self._loop.run_forever, name=f"batcher-{name}", daemon=True).start()
-        asyncio.run_coroutine_threadsafe(self._main(), self._loop)
+        self._main_task = asyncio.run_coroutine_threadsafe(self._main(), self._loop)
 
     def submit(self, item: Any) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()

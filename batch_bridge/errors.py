@@ -1,7 +1,7 @@
 """Errors raised by BatchBridge.
 
 ```
-BatchBridgeError
+BatchBridgeError(RuntimeError)
 ├── ConfigError                 the bridge or a caller is set up wrongly
 ├── BatchItemError              one item failed; raised by wait() in the caller
 │   └── BatchFailedError        the item's whole batch failed (or expired for good)
@@ -27,8 +27,12 @@ __all__ = [
 ]
 
 
-class BatchBridgeError(Exception):
-    """Base class of every BatchBridge failure."""
+class BatchBridgeError(RuntimeError):
+    """Base class of every BatchBridge failure.
+
+    A `RuntimeError` because the LangGraph server shows the message of built-in error
+    families only ("An internal error occurred" otherwise), and retry policies skip it.
+    """
 
 
 class ConfigError(BatchBridgeError):

@@ -59,7 +59,12 @@ async def interrupted(
 
 
 async def bridge_state(client: LangGraphClient, bridge: str) -> dict[str, Any]:
+    from langgraph_sdk.errors import NotFoundError
+
     from batch_bridge import bridge_thread_id
 
-    state = await client.threads.get_state(bridge_thread_id(bridge))
-    return dict(state["values"])
+    try:
+        state = await client.threads.get_state(bridge_thread_id(bridge))
+    except NotFoundError:
+        return {}
+    return dict(state["values"] or {})

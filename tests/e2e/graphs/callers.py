@@ -76,3 +76,10 @@ def sync_ask(state: State) -> State:
 
 
 sync_agent = StateGraph(State).add_node(sync_ask).add_edge(START, "sync_ask").compile()
+
+
+async def bad_item(state: State) -> State:
+    return {"result": await wait({"not json": object()}, batcher="bridge")}
+
+
+bad = StateGraph(State).add_node(bad_item).add_edge(START, "bad_item").compile()

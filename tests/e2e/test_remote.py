@@ -1,0 +1,35 @@
+"""A caller graph on a second deployment reaches the bridge by URL and is resumed at home."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from langgraph_sdk import get_client
+
+from tests.conftest import E2E_GRAPHS, DevServer, start_dev_server
+from tests.e2e.helpers import bridge_state, finished, start
+
+
+@pytest.fixture(scope="module")
+def caller_server(
+    dev_server: DevServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevServer]:
+    graphs = {"agent": f"{E2E_GRAPHS / 'callers.py'}:agent"}
+    server = start_dev_server(
+        tmp_path_factory.mktemp("callers"), graphs, env={"BATCH_BRIDGE_URL": dev_server.url}, jobs=4
+    )
+    yield server
+    server.stop()
+
+
+async def test_caller_on_another_deployment_is_resumed_with_its_result(dev_server, caller_server):
+    bridge_client = get_client(url=dev_server.url)
+    caller_client = get_client(url=caller_server.url)
+    before = (await bridge_state(bridge_client, "bridge")).get("items_completed", 0)
+    threads = await start(caller_client, "agent", [{"item": f"remote {i}"} for i in range(5)])
+    done = await finished(caller_client, threads)
+    assert [t["status"] for t in done] == ["idle"] * 5, caller_server.log()[-3000:]
+    assert [t["values"]["result"]["echo"] for t in done] == [f"remote {i}" for i in range(5)]
+    after = (await bridge_state(bridge_client, "bridge")).get("items_completed", 0)
+    assert after - before >= 5
