@@ -1,0 +1,131 @@
+"""Turns bridge items into batch-file request lines and packs them into provider files.
+
+Kept free of any SDK so the packing rules (one endpoint and one model per file, request,
+byte and token limits) can be reasoned about and tested on their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ENDPOINTS",
+    "Chunk",
+    "Request",
+    "build_request",
+    "estimate_tokens",
+    "pack",
+]
+
+ENDPOINTS: tuple[str, ...] = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings")
+"""Batch endpoints the OpenAI adapter accepts."""
+
+
+def estimate_tokens(text: str) -> int:
+    """Cheap, tokenizer-free upper-ish estimate used for the enqueued-token budget."""
+    return -(-len(text) // 4)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One item rendered as a batch-file line, with the sizes packing needs."""
+
+    index: int
+    url: str
+    model: str
+    line: str
+
+    @property
+    def size(self) -> int:
+        """Bytes this request takes in the file, newline included."""
+        return len(self.line.encode()) + 1
+
+    @property
+    def tokens(self) -> int:
+        """Estimated tokens this request adds to the model's enqueued total."""
+        return estimate_tokens(self.line)
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Requests that go to the provider as one input file and one batch."""
+
+    url: str
+    model: str
+    requests: list[Request]
+
+    @property
+    def tokens(self) -> int:
+        """Estimated enqueued tokens of the whole file."""
+        return sum(r.tokens for r in self.requests)
+
+    def content(self) -> bytes:
+        """The JSONL file body."""
+        return "".join(r.line + "\n" for r in self.requests).encode()
+
+
+def build_request(index: int, custom_id: str, item: Any) -> Request | str:
+    """Validate one item and render its request line; a string return is the refusal reason.
+
+    Refusals are per item so that one malformed call never sinks the rest of the batch.
+    """
+    if not isinstance(item, Mapping):
+        return f"OpenAI batch item must be a dict with 'url' and 'body', got {type(item).__name__}"
+    url = item.get("url")
+    if url not in ENDPOINTS:
+        return f"OpenAI batch item url must be one of {', '.join(ENDPOINTS)}, got {url!r}"
+    body = item.get("body")
+    if not isinstance(body, Mapping):
+        return f"OpenAI batch item body must be a dict of request arguments, got {body!r}"
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return "OpenAI batch item body must name a 'model' (a non-empty string)"
+    if body.get("stream"):
+        return "OpenAI batch requests cannot stream; drop 'stream=True' from the body"
+    line = {"custom_id": custom_id, "method": "POST", "url": url, "body": dict(body)}
+    try:
+        text = json.dumps(line, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        return f"OpenAI batch item body is not JSON-serialisable: {exc}"
+    return Request(index=index, url=url, model=model, line=text)
+
+
+def pack(
+    requests: Iterable[Request],
+    *,
+    max_requests: int,
+    max_bytes: int,
+    token_budget: Callable[[str], int | None],
+) -> list[Chunk]:
+    """Group by (endpoint, model) in first-seen order, then split at each limit.
+
+    A request larger than the token budget on its own still gets a chunk of its own (the
+    adapter submits it when nothing else of that model is enqueued); requests larger than
+    `max_bytes` must be refused before packing.
+    """
+    groups: dict[tuple[str, str], list[Request]] = {}
+    for request in requests:
+        groups.setdefault((request.url, request.model), []).append(request)
+    chunks: list[Chunk] = []
+    for (url, model), members in groups.items():
+        budget = token_budget(model)
+        current: list[Request] = []
+        size = tokens = 0
+        for request in members:
+            full = current and (
+                len(current) >= max_requests
+                or size + request.size > max_bytes
+                or (budget is not None and tokens + request.tokens > budget)
+            )
+            if full:
+                chunks.append(Chunk(url, model, current))
+                current, size, tokens = [], 0, 0
+            current.append(request)
+            size += request.size
+            tokens += request.tokens
+        if current:
+            chunks.append(Chunk(url, model, current))
+    return chunks
