@@ -59,20 +59,29 @@ def _kick_kwargs(bridge: str) -> dict[str, Any]:
 
 
 async def kick(client: LangGraphClient, bridge: str, url: str | None) -> None:
-    """Start a tick unless one is running or scheduled (then the platform answers 409)."""
+    """Make sure a tick will run after this item was recorded.
+
+    A `reject` run starts a tick on an idle bridge; a 409 means a tick is running or
+    scheduled. A running tick may already have read the queue, so unless a run is waiting
+    on the thread we queue one behind it: at most a few extra cheap ticks, never a lost item.
+    """
+    kwargs = _kick_kwargs(bridge)
     try:
-        await client.runs.create(**_kick_kwargs(bridge))
+        await client.runs.create(**kwargs)
     except ConflictError:
-        return
+        if not await client.runs.list(kwargs["thread_id"], status="pending", limit=1):
+            await client.runs.create(**{**kwargs, "multitask_strategy": "enqueue"})
     except (NotFoundError, UnprocessableEntityError) as exc:
         raise _missing_bridge(bridge, url) from exc
 
 
 def kick_sync(client: SyncLangGraphClient, bridge: str, url: str | None) -> None:
+    kwargs = _kick_kwargs(bridge)
     try:
-        client.runs.create(**_kick_kwargs(bridge))
+        client.runs.create(**kwargs)
     except ConflictError:
-        return
+        if not client.runs.list(kwargs["thread_id"], status="pending", limit=1):
+            client.runs.create(**{**kwargs, "multitask_strategy": "enqueue"})
     except (NotFoundError, UnprocessableEntityError) as exc:
         raise _missing_bridge(bridge, url) from exc
 

@@ -84,16 +84,21 @@ def _question(item: Any, batcher: str) -> dict[str, Any]:
     return {"kind": WAIT_KIND, "batcher": batcher, "item": item}
 
 
-async def wait(item: Any, *, batcher: str = "bridge", url: str | None = None) -> Any:
+def _bridge_name(batcher: Any) -> str:
+    return check_bridge_name(getattr(batcher, "name", batcher))
+
+
+async def wait(item: Any, *, batcher: Any = "bridge", url: str | None = None) -> Any:
     """Send `item` to the bridge graph `batcher` and return its own result.
 
     The calling thread is interrupted until the bridge resumes it, and the node then runs
     again from the top: code before `wait()` repeats, so keep it free of side effects.
     A failed item raises `BatchItemError` (or `BatchFailedError`) with the provider's message.
-    `url` (or BATCH_BRIDGE_URL) names a bridge on another deployment.
+    `batcher` is the bridge's graph name (or a `Batcher`); `url` (or BATCH_BRIDGE_URL)
+    names a bridge on another deployment.
     """
     config = _running_config()
-    check_bridge_name(batcher)
+    batcher = _bridge_name(batcher)
     _check_item(item)
     try:
         return _answer(interrupt(_question(item, batcher)))
@@ -127,10 +132,10 @@ async def _enqueue(
     await _client.kick(client, batcher, bridge_url)
 
 
-def wait_sync(item: Any, *, batcher: str = "bridge", url: str | None = None) -> Any:
+def wait_sync(item: Any, *, batcher: Any = "bridge", url: str | None = None) -> Any:
     """`wait()` for sync nodes: same contract, blocking calls instead of awaits."""
     config = _running_config()
-    check_bridge_name(batcher)
+    batcher = _bridge_name(batcher)
     _check_item(item)
     try:
         return _answer(interrupt(_question(item, batcher)))

@@ -24,7 +24,15 @@ def e2e_graphs() -> dict[str, str]:
     callers = str(E2E_GRAPHS / "callers.py")
     names = ["bridge", "bridge_size", "bridge_age", "bridge_custom", "bridge_cron", "bridge_sync"]
     graphs = {name: f"{bridges}:{name}" for name in names}
-    for name in ["agent", "parallel", "fanout", "sequential", "sync_agent", "bad"]:
+    for name in [
+        "agent",
+        "parallel",
+        "fanout",
+        "sequential",
+        "sync_agent",
+        "async_batcher_agent",
+        "bad",
+    ]:
         graphs[name] = f"{callers}:{name}"
     return graphs
 

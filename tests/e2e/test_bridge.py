@@ -76,6 +76,13 @@ async def test_custom_rule_holds_items_until_it_says_flush(dev_server):
         return state.get("pending") == 3 and state.get("ticks", 0) >= 2
 
     await until(ticked_with_three_pending)
+    waiting = await client.threads.get_state(held[0])
+    (question,) = waiting["interrupts"]
+    assert question["value"] == {
+        "kind": "batch_bridge.wait",
+        "batcher": "bridge_custom",
+        "item": "c0",
+    }
     assert all(t["status"] == "interrupted" for t in [await client.threads.get(h) for h in held])
     release = await start(client, "agent", [{"item": "go", "bridge": "bridge_custom"}])
     done = await finished(client, held + release)
@@ -163,12 +170,16 @@ async def test_parallel_and_fanout_waits_in_one_thread_each_get_their_own(dev_se
     assert after - before == 2 + 5 + 2, "a re-executed node enqueued its item twice"
 
 
-async def test_batcher_submit_in_a_sync_node(dev_server):
+async def test_batcher_submit_in_a_sync_node_and_asubmit_in_an_async_node(dev_server):
     client = get_client(url=dev_server.url)
-    threads = await start(client, "sync_agent", [{"item": f"sync {i}"} for i in range(5)])
-    done = await finished(client, threads)
-    assert [t["status"] for t in done] == ["idle"] * 5, dev_server.log()[-3000:]
-    assert [r["echo"] for r in results_of(done)] == [f"sync {i}" for i in range(5)]
+    sync_threads = await start(client, "sync_agent", [{"item": f"sync {i}"} for i in range(5)])
+    async_threads = await start(
+        client, "async_batcher_agent", [{"item": f"async {i}"} for i in range(3)]
+    )
+    done = await finished(client, sync_threads + async_threads)
+    assert [t["status"] for t in done] == ["idle"] * 8, dev_server.log()[-3000:]
+    expected = [f"sync {i}" for i in range(5)] + [f"async {i}" for i in range(3)]
+    assert [r["echo"] for r in results_of(done)] == expected
 
 
 async def test_bad_input_is_a_clear_error_at_the_caller(dev_server):

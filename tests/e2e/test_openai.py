@@ -7,6 +7,7 @@ Every test asserts that each caller got exactly its own answer or its own error,
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import openai
@@ -198,3 +199,22 @@ async def test_splitting_past_request_and_byte_limits(server, provider):
     batches = await provider_batches(provider, "oa_split")
     assert len(batches) >= 3
     assert all(b.request_counts.total <= 3 for b in batches)
+
+
+async def test_mixed_models_in_one_flush_go_to_separate_files(server, provider):
+    texts = [f"model mix {i}" for i in range(6)]
+    client = get_client(url=server.url)
+    models = ["gpt-4o-mini", "gpt-4o"] * 3
+    inputs = [
+        {"text": t, "bridge": "oa_split", "model": m} for t, m in zip(texts, models, strict=True)
+    ]
+    before = {b.id for b in await provider_batches(provider, "oa_split")}
+    threads = await start(client, "oa_agent", inputs)
+    done = await finished(client, threads)
+    assert [t["status"] for t in done] == ["idle"] * 6
+    assert_each_own(texts, done)
+    new = [b for b in await provider_batches(provider, "oa_split") if b.id not in before]
+    for batch in new:
+        lines = (await provider.files.content(batch.input_file_id)).text.splitlines()
+        assert len({json.loads(line)["body"]["model"] for line in lines}) == 1
+    assert len(new) >= 2

@@ -78,6 +78,13 @@ def sync_ask(state: State) -> State:
 sync_agent = StateGraph(State).add_node(sync_ask).add_edge(START, "sync_ask").compile()
 
 
+async def async_ask(state: State) -> State:
+    return {"result": await sync_batcher.asubmit(state["item"])}
+
+
+async_batcher_agent = StateGraph(State).add_node(async_ask).add_edge(START, "async_ask").compile()
+
+
 async def bad_item(state: State) -> State:
     return {"result": await wait({"not json": object()}, batcher="bridge")}
 
