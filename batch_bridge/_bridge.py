@@ -28,9 +28,13 @@ from batch_bridge._constants import (
     CONCURRENCY,
     MAX_DELIVERY_ATTEMPTS,
     MAX_SUBMIT_ATTEMPTS,
+    OVERDUE_GRACE_S,
     PAGE_SIZE,
+    STALE_RUNNING_S,
     SUBMIT_BACKOFF_S,
+    TICK_MARKER,
     batches_namespace,
+    meta_namespace,
     queue_namespace,
 )
 from batch_bridge._flush import next_check_in, plan_flush
@@ -93,6 +97,22 @@ async def _bounded(jobs: list[Awaitable[Any]]) -> list[Any]:
         if isinstance(result, Exception):
             log.error("bridge step failed; it will be retried next tick", exc_info=result)
     return results
+
+
+def needs_wake(marker: dict[str, Any] | None, now: float) -> bool:
+    """Whether a caller that has just queued an item must wake the bridge.
+
+    A tick marks "running" before it reads the queue, and before it ends it either
+    schedules the next tick ("scheduled") or marks "idle" and reads the queue once more.
+    So a caller that queued its item and then saw "running" or "scheduled" is covered, and
+    only callers that find the bridge idle (or a marker gone stale) pay for a wake-up run.
+    """
+    state = marker.get("state") if marker else None
+    if state == "scheduled":
+        return now > (marker or {}).get("next_at", 0) + OVERDUE_GRACE_S
+    if state == "running":
+        return now > (marker or {}).get("at", 0) + STALE_RUNNING_S
+    return True
 
 
 class Tick:
@@ -238,7 +258,19 @@ class Tick:
         taken = {q.key for chunk in chunks for q in chunk}
         return [q for q in queue if q.key not in taken], bool(chunks)
 
+    async def _mark(self, state: str, next_at: float | None = None) -> None:
+        marker = {"state": state, "next_at": next_at, "at": time.time()}
+        await self.store.aput(meta_namespace(self.bridge), TICK_MARKER, marker, index=False)
+
     async def run(self, state: BridgeState) -> BridgeState:
+        await self._mark("running")
+        try:
+            return await self._work(state)
+        except BaseException:
+            await self._mark("idle")
+            raise
+
+    async def _work(self, state: BridgeState) -> BridgeState:
         jobs = []
         for item in await search_all(self.store, batches_namespace(self.bridge)):
             batch = item.value
@@ -265,9 +297,14 @@ class Tick:
             now=time.time(),
             policy=self.policy,
         )
+        if delay is None:
+            await self._mark("idle")
+            if await self.store.asearch(queue_namespace(self.bridge), limit=1):
+                delay = 1.0
         if delay is not None:
             delay = float(max(1, math.ceil(delay)))
             await _client.schedule_tick(self.client, self.bridge, delay)
+            await self._mark("scheduled", time.time() + delay)
         summary: BridgeState = {
             "flush": False,
             "pending": len(remaining),

@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any
 
+from langgraph.config import get_store
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
@@ -147,15 +148,70 @@ async def delete_crons(client: LangGraphClient, *, bridge: str = "bridge") -> in
     return len(crons)
 
 
-async def get_item(client: LangGraphClient, namespace: tuple[str, ...], key: str) -> Any:
-    try:
-        return await client.store.get_item(namespace, key)
-    except NotFoundError:
-        return None
+class BridgeQueue:
+    """A caller's access to one bridge's store: in-process on the same deployment (about
+    30x faster than HTTP), through the SDK when the bridge lives at `url`."""
+
+    def __init__(self, bridge: str, url: str | None) -> None:
+        self.bridge, self.url = bridge, url
+        self.client = client_for(url)
+        self.store = get_store() if url is None else None
+
+    async def get(self, namespace: tuple[str, ...], key: str) -> Any:
+        if self.store is not None:
+            item = await self.store.aget(namespace, key)
+            return None if item is None else item.value
+        try:
+            item = await self.client.store.get_item(namespace, key)
+        except NotFoundError:
+            return None
+        return None if item is None else item["value"]
+
+    async def put(self, namespace: tuple[str, ...], key: str, value: dict[str, Any]) -> None:
+        if self.store is not None:
+            await self.store.aput(namespace, key, value, index=False)
+        else:
+            await self.client.store.put_item(namespace, key, value, index=False)
+
+    async def delete(self, namespace: tuple[str, ...], key: str) -> None:
+        if self.store is not None:
+            await self.store.adelete(namespace, key)
+        else:
+            await self.client.store.delete_item(namespace, key)
+
+    async def wake(self) -> None:
+        await kick(self.client, self.bridge, self.url)
 
 
-def get_item_sync(client: SyncLangGraphClient, namespace: tuple[str, ...], key: str) -> Any:
-    try:
-        return client.store.get_item(namespace, key)
-    except NotFoundError:
-        return None
+class SyncBridgeQueue:
+    """`BridgeQueue` for sync nodes."""
+
+    def __init__(self, bridge: str, url: str | None) -> None:
+        self.bridge, self.url = bridge, url
+        self.client = sync_client_for(url)
+        self.store = get_store() if url is None else None
+
+    def get(self, namespace: tuple[str, ...], key: str) -> Any:
+        if self.store is not None:
+            item = self.store.get(namespace, key)
+            return None if item is None else item.value
+        try:
+            item = self.client.store.get_item(namespace, key)
+        except NotFoundError:
+            return None
+        return None if item is None else item["value"]
+
+    def put(self, namespace: tuple[str, ...], key: str, value: dict[str, Any]) -> None:
+        if self.store is not None:
+            self.store.put(namespace, key, value, index=False)
+        else:
+            self.client.store.put_item(namespace, key, value, index=False)
+
+    def delete(self, namespace: tuple[str, ...], key: str) -> None:
+        if self.store is not None:
+            self.store.delete(namespace, key)
+        else:
+            self.client.store.delete_item(namespace, key)
+
+    def wake(self) -> None:
+        kick_sync(self.client, self.bridge, self.url)

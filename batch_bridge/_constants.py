@@ -7,6 +7,12 @@ import uuid
 NAMESPACE_ROOT = "batch_bridge"
 QUEUE = "queue"
 BATCHES = "batches"
+META = "meta"
+TICK_MARKER = "tick"
+OVERDUE_GRACE_S = 30.0
+"""A scheduled tick this late is presumed lost: callers wake the bridge themselves."""
+STALE_RUNNING_S = 600.0
+"""A tick marked running for this long is presumed dead (its run was killed)."""
 
 WAIT_KIND = "batch_bridge.wait"
 RESULT_KIND = "batch_bridge.result"
@@ -31,6 +37,10 @@ def queue_namespace(bridge: str) -> tuple[str, ...]:
 
 def batches_namespace(bridge: str) -> tuple[str, ...]:
     return (NAMESPACE_ROOT, bridge, BATCHES)
+
+
+def meta_namespace(bridge: str) -> tuple[str, ...]:
+    return (NAMESPACE_ROOT, bridge, META)
 
 
 def bridge_thread_id(bridge: str) -> str:

@@ -7,6 +7,7 @@ the bridge graph; callers block on (or await) a future for their own result.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import threading
@@ -45,8 +46,29 @@ class LocalRunner:
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
         self._count = 0
-        threading.Thread(target=self._loop.run_forever, name=f"batcher-{name}", daemon=True).start()
-        self._main_task = asyncio.run_coroutine_threadsafe(self._main(), self._loop)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"batcher-{name}", daemon=True
+        )
+        self._thread.start()
+        self._main_task = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Stop the loop thread; callers still waiting get their futures cancelled."""
+        self._main_task.cancel()
+        self._thread.join(timeout=2)
+
+    async def _run(self) -> None:
+        try:
+            await self._main()
+        finally:
+            with self._lock:
+                waiting = [w for w in self._pending] + [
+                    w for b in self._in_flight for w in b.waiting
+                ]
+            for w in waiting:
+                w.future.cancel()
+            asyncio.get_running_loop().stop()
 
     def submit(self, item: Any) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()

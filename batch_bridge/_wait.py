@@ -12,18 +12,21 @@ import os
 import time
 from typing import Any
 
-from langgraph.config import get_config, get_store
+from langgraph.config import get_config
 from langgraph.errors import GraphInterrupt
 from langgraph.types import interrupt
 
 from batch_bridge import _client
+from batch_bridge._bridge import needs_wake
 from batch_bridge._constants import (
     BRIDGE_URL_ENV,
     CALLBACK_URL_ENV,
     SERVER_URL_ENV,
+    TICK_MARKER,
     WAIT_KIND,
     check_bridge_name,
     item_key,
+    meta_namespace,
     queue_namespace,
 )
 from batch_bridge._results import is_envelope, unwrap
@@ -110,26 +113,23 @@ async def wait(item: Any, *, batcher: Any = "bridge", url: str | None = None) ->
 async def _enqueue(
     config: dict[str, Any], interrupt_id: str, item: Any, batcher: str, url: str | None
 ) -> None:
+    """Put-if-absent the item's record, then wake the bridge unless a tick will read it."""
     bridge_url, callback = _remote_target(url)
-    key = item_key(config["configurable"]["thread_id"], interrupt_id)
-    namespace = queue_namespace(batcher)
-    record = _record(config, interrupt_id, item, callback)
-    client = _client.client_for(bridge_url)
-    if bridge_url is None:
-        store = get_store()
-        if await store.aget(namespace, key) is not None:
-            return
-        await store.aput(namespace, key, record, index=False)
-        try:
-            await _client.kick(client, batcher, None)
-        except ConfigError:
-            await store.adelete(namespace, key)
-            raise
+    queue = _client.BridgeQueue(batcher, bridge_url)
+    namespace, key = (
+        queue_namespace(batcher),
+        item_key(config["configurable"]["thread_id"], interrupt_id),
+    )
+    if await queue.get(namespace, key) is not None:
         return
-    if await _client.get_item(client, namespace, key) is not None:
+    await queue.put(namespace, key, _record(config, interrupt_id, item, callback))
+    if not needs_wake(await queue.get(meta_namespace(batcher), TICK_MARKER), time.time()):
         return
-    await client.store.put_item(namespace, key, record, index=False)
-    await _client.kick(client, batcher, bridge_url)
+    try:
+        await queue.wake()
+    except ConfigError:
+        await queue.delete(namespace, key)
+        raise
 
 
 def wait_sync(item: Any, *, batcher: Any = "bridge", url: str | None = None) -> Any:
@@ -148,22 +148,18 @@ def _enqueue_sync(
     config: dict[str, Any], interrupt_id: str, item: Any, batcher: str, url: str | None
 ) -> None:
     bridge_url, callback = _remote_target(url)
-    key = item_key(config["configurable"]["thread_id"], interrupt_id)
-    namespace = queue_namespace(batcher)
-    record = _record(config, interrupt_id, item, callback)
-    client = _client.sync_client_for(bridge_url)
-    if bridge_url is None:
-        store = get_store()
-        if store.get(namespace, key) is not None:
-            return
-        store.put(namespace, key, record, index=False)
-        try:
-            _client.kick_sync(client, batcher, None)
-        except ConfigError:
-            store.delete(namespace, key)
-            raise
+    queue = _client.SyncBridgeQueue(batcher, bridge_url)
+    namespace, key = (
+        queue_namespace(batcher),
+        item_key(config["configurable"]["thread_id"], interrupt_id),
+    )
+    if queue.get(namespace, key) is not None:
         return
-    if _client.get_item_sync(client, namespace, key) is not None:
+    queue.put(namespace, key, _record(config, interrupt_id, item, callback))
+    if not needs_wake(queue.get(meta_namespace(batcher), TICK_MARKER), time.time()):
         return
-    client.store.put_item(namespace, key, record, index=False)
-    _client.kick_sync(client, batcher, bridge_url)
+    try:
+        queue.wake()
+    except ConfigError:
+        queue.delete(namespace, key)
+        raise

@@ -37,12 +37,20 @@ async def measure(url: str, callers: int) -> dict[str, float]:
 
     started = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(callers)))
-    while await client.threads.count(metadata={"bench": tag}, status="idle") < callers:
+    created = time.monotonic() - started
+    interrupted_at = None
+    while (idle := await client.threads.count(metadata={"bench": tag}, status="idle")) < callers:
+        if interrupted_at is None and idle == 0:
+            waiting = await client.threads.count(metadata={"bench": tag}, status="interrupted")
+            if waiting == callers:
+                interrupted_at = time.monotonic() - started
         await asyncio.sleep(0.2)
     wall = time.monotonic() - started
     state = await client.threads.get_state(bridge_thread_id("bridge"))
     return {
         "wall_s": wall,
+        "created_s": created,
+        "interrupted_s": interrupted_at or float("nan"),
         "per_s": callers / wall,
         "batches": state["values"]["batches_submitted"],
         "state_bytes": len(json.dumps(state["values"])),
@@ -53,7 +61,15 @@ async def measure(url: str, callers: int) -> dict[str, float]:
 @click.option("--callers", "loads", multiple=True, type=int, default=(100, 300, 1000))
 def main(loads: tuple[int, ...]) -> None:
     console = Console()
-    table = Table("callers", "wall s", "callers/s", "batches (cumulative)", "bridge state bytes")
+    table = Table(
+        "callers",
+        "runs created s",
+        "all interrupted s",
+        "all resumed s",
+        "callers/s",
+        "batches (cumulative)",
+        "bridge state bytes",
+    )
     graphs = {"bridge": "bench_graphs.py:bridge", "agent": "bench_graphs.py:agent"}
     with (
         tempfile.TemporaryDirectory() as workdir,
@@ -63,6 +79,8 @@ def main(loads: tuple[int, ...]) -> None:
             r = asyncio.run(measure(server.url, n))
             table.add_row(
                 str(n),
+                f"{r['created_s']:.1f}",
+                f"{r['interrupted_s']:.1f}",
                 f"{r['wall_s']:.1f}",
                 f"{r['per_s']:.0f}",
                 str(r["batches"]),

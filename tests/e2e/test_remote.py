@@ -15,7 +15,8 @@ from tests.e2e.helpers import bridge_state, finished, start
 def caller_server(
     dev_server: DevServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevServer]:
-    graphs = {"agent": f"{E2E_GRAPHS / 'callers.py'}:agent"}
+    callers = E2E_GRAPHS / "callers.py"
+    graphs = {"agent": f"{callers}:agent", "sync_agent": f"{callers}:sync_agent"}
     server = start_dev_server(
         tmp_path_factory.mktemp("callers"), graphs, env={"BATCH_BRIDGE_URL": dev_server.url}, jobs=4
     )
@@ -33,3 +34,13 @@ async def test_caller_on_another_deployment_is_resumed_with_its_result(dev_serve
     assert [t["values"]["result"]["echo"] for t in done] == [f"remote {i}" for i in range(5)]
     after = (await bridge_state(bridge_client, "bridge")).get("items_completed", 0)
     assert after - before >= 5
+
+
+async def test_sync_node_on_another_deployment_reaches_the_bridge(caller_server):
+    caller_client = get_client(url=caller_server.url)
+    threads = await start(
+        caller_client, "sync_agent", [{"item": f"remote sync {i}"} for i in range(3)]
+    )
+    done = await finished(caller_client, threads)
+    assert [t["status"] for t in done] == ["idle"] * 3, caller_server.log()[-3000:]
+    assert [t["values"]["result"]["echo"] for t in done] == [f"remote sync {i}" for i in range(3)]

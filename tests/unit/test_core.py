@@ -182,3 +182,20 @@ def test_exports_are_sorted_and_complete():
     assert batch_bridge.__all__ == sorted(batch_bridge.__all__)
     for name in batch_bridge.__all__:
         assert getattr(batch_bridge, name) is not None
+
+
+@pytest.mark.parametrize(
+    ("marker", "now", "wake"),
+    [
+        (None, 100.0, True),
+        ({"state": "idle", "at": 90.0}, 100.0, True),
+        ({"state": "scheduled", "next_at": 101.0, "at": 99.0}, 100.0, False),
+        ({"state": "scheduled", "next_at": 10.0, "at": 5.0}, 100.0, True),
+        ({"state": "running", "at": 99.0}, 100.0, False),
+        ({"state": "running", "at": 99.0}, 99.0 + 601, True),
+    ],
+)
+def test_callers_wake_the_bridge_only_when_no_tick_is_sure_to_read_the_queue(marker, now, wake):
+    from batch_bridge._bridge import needs_wake
+
+    assert needs_wake(marker, now) is wake
