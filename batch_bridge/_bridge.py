@@ -14,7 +14,7 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypedDict
 
 from langgraph.config import get_config, get_store
@@ -85,7 +85,7 @@ async def search_all(store: BaseStore, namespace: tuple[str, ...]) -> list[Item]
             return items
 
 
-async def _bounded(jobs: list[Awaitable[Any]]) -> list[Any]:
+async def _bounded(jobs: Sequence[Awaitable[Any]]) -> list[Any]:
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def run(job: Awaitable[Any]) -> Any:
@@ -322,8 +322,10 @@ class Tick:
             "next_tick_in_s": delay,
             "ticks": state.get("ticks", 0) + 1,
         }
-        for key in ("batches_submitted", "items_submitted", "items_completed", "items_failed"):
-            summary[key] = state.get(key, 0) + self.counts[key]  # type: ignore[literal-required]
+        previous: dict[str, Any] = dict(state)
+        totals = ("batches_submitted", "items_submitted", "items_completed", "items_failed")
+        for key in totals:
+            summary[key] = int(previous.get(key) or 0) + self.counts[key]  # type: ignore[literal-required]
         return summary
 
 

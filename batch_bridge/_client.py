@@ -137,8 +137,10 @@ async def ensure_cron(
     for cron in await client.crons.search(thread_id=thread_id, limit=100):
         if cron.get("schedule") == schedule and (cron.get("payload") or {}).get("input") == payload:
             return str(cron["cron_id"])
-    cron = await client.crons.create_for_thread(thread_id, bridge, schedule=schedule, input=payload)
-    return str(cron["cron_id"])
+    created = await client.crons.create_for_thread(
+        thread_id, bridge, schedule=schedule, input=payload
+    )
+    return str(dict(created)["cron_id"])  # typed as a Run, but the API answers a cron
 
 
 async def delete_crons(client: LangGraphClient, *, bridge: str = "bridge") -> int:
@@ -159,8 +161,8 @@ class BridgeQueue:
 
     async def get(self, namespace: tuple[str, ...], key: str) -> Any:
         if self.store is not None:
-            item = await self.store.aget(namespace, key)
-            return None if item is None else item.value
+            stored = await self.store.aget(namespace, key)
+            return None if stored is None else stored.value
         try:
             item = await self.client.store.get_item(namespace, key)
         except NotFoundError:
@@ -193,8 +195,8 @@ class SyncBridgeQueue:
 
     def get(self, namespace: tuple[str, ...], key: str) -> Any:
         if self.store is not None:
-            item = self.store.get(namespace, key)
-            return None if item is None else item.value
+            stored = self.store.get(namespace, key)
+            return None if stored is None else stored.value
         try:
             item = self.client.store.get_item(namespace, key)
         except NotFoundError:

@@ -20,6 +20,7 @@ from typing import Any
 
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.schema import ThreadStatus
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -74,7 +75,7 @@ def _graphs(config: Path) -> tuple[dict[str, str], Path]:
 
 
 async def _counts(client: LangGraphClient, run_tag: str) -> dict[str, int]:
-    statuses = ("idle", "error", "interrupted", "busy")
+    statuses: tuple[ThreadStatus, ...] = ("idle", "error", "interrupted", "busy")
     counts = await asyncio.gather(
         *(client.threads.count(metadata={"demo": run_tag}, status=s) for s in statuses)
     )
@@ -118,7 +119,7 @@ async def _collect(
         )
         if not page:
             break
-        threads.extend(page)
+        threads.extend(dict(t) for t in page)
     waits = sorted(_timestamp(t["updated_at"]) - _timestamp(t["created_at"]) for t in threads)
     ok = [t for t in threads if t["status"] == "idle" and (t.get("values") or {}).get("answer")]
     tokens_in = sum(t["values"]["usage"].get("prompt_tokens", 0) for t in ok)

@@ -446,7 +446,8 @@ class OpenAIBatch:
             return
         rows = await self._rows_of([batch.output_file_id, batch.error_file_id])
         key = state["key"]
-        finished, missing = [], []
+        finished: list[int] = []
+        missing: list[int] = []
         for index in part["ids"]:
             row = rows.get(_custom_id(key, index))
             (finished if row is not None and not _is_unfinished(row) else missing).append(index)
@@ -692,9 +693,10 @@ class BatchedAsyncOpenAI:
             and not isinstance(value, openai.NotGiven | openai.Omit)
         }
         body.update(kwargs.get("extra_body") or {})
-        wait = self._wait
-        if wait is None:
-            from batch_bridge._wait import wait
+        if self._wait is not None:
+            return await self._wait({"url": url, "body": body}, batcher=self._batcher)
+        from batch_bridge._wait import wait
+
         return await wait({"url": url, "body": body}, batcher=self._batcher)
 
 

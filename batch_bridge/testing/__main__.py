@@ -47,7 +47,8 @@ def _knob_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def main(host: str, port: int, log_level: str, **knobs: float | None) -> None:
     """Serve the offline OpenAI Batch API emulator until interrupted."""
     try:
-        emulator = Emulator(**{name: value for name, value in knobs.items() if value is not None})
+        chosen: dict[str, Any] = {k: v for k, v in knobs.items() if v is not None}
+        emulator = Emulator(**chosen)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     sock = bind_socket(host, port)

@@ -150,10 +150,16 @@ def _chat(body: dict[str, Any], key: str, now: int) -> dict[str, Any]:
     if not messages:
         raise InvalidRequest("Missing required parameter: 'messages'.", param="messages")
     reply = "Echo: " + _content_text(messages[-1].get("content"))
-    n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+    requested = body.get("n")
+    n: int = requested if isinstance(requested, int) and requested > 0 else 1
     prompt = prompt_tokens("/v1/chat/completions", body)
     completion = estimate_tokens(reply) * n
-    message = {"role": "assistant", "content": reply, "refusal": None, "annotations": []}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": reply,
+        "refusal": None,
+        "annotations": [],
+    }
     return {
         "id": "chatcmpl-" + digest("chat", key)[:29],
         "object": "chat.completion",
