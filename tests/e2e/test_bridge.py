@@ -145,6 +145,20 @@ async def test_a_failed_batch_fails_every_caller_in_it(dev_server):
         assert "provider rejected batch" in error["message"]
 
 
+async def test_a_batch_that_cannot_be_submitted_is_retried_then_failed_to_its_callers(dev_server):
+    client = get_client(url=dev_server.url)
+    inputs = [
+        {"item": {"n": i, "reject_submit": i == 0}, "bridge": "bridge_size"} for i in range(3)
+    ]
+    threads = await start(client, "agent", inputs)
+    done = await finished(client, threads)
+    assert [t["status"] for t in done] == ["error"] * 3
+    error = await error_of(client, threads[2])
+    assert error["error"] == "BatchFailedError"
+    assert "could not be submitted after 3 attempt(s)" in error["message"]
+    assert "provider unreachable" in error["message"]
+
+
 async def test_a_result_list_of_the_wrong_length_is_a_clear_batch_failure(dev_server):
     client = get_client(url=dev_server.url)
     inputs = [{"item": {"n": i, "wrong_length": True}, "bridge": "bridge_size"} for i in range(3)]

@@ -1,8 +1,9 @@
 """Bridges with different flush rules, one per test concern, on an in-process fake provider.
 
 Items are strings or dicts. A dict with "fail" fails only that item with its message; a dict
-with "fail_batch" fails its whole batch; a dict with "wrong_length" makes poll return one
-result too many. Results carry the batch id and size so tests can see how items were batched.
+with "fail_batch" fails its whole batch; one with "reject_submit" makes submit raise; one
+with "wrong_length" makes poll return one result too many. Results carry the batch id and
+size so tests can see how items were batched.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ _batches: dict[str, tuple[float, list[Any]]] = {}
 
 
 def submit(items: list[Any]) -> str:
+    if any(_flag(i, "reject_submit") for i in items):
+        raise ConnectionError("provider unreachable")
     batch_id = f"fake_{uuid.uuid4().hex[:8]}"
     _batches[batch_id] = (time.time(), list(items))
     return batch_id
