@@ -14,20 +14,14 @@ import openai
 import pytest
 from langgraph_sdk import get_client
 
-from batch_bridge.testing import Emulator, EmulatorServer
+from batch_bridge.testing import EmulatorServer
 from tests.conftest import E2E_GRAPHS, DevServer, start_dev_server
 from tests.e2e.helpers import finished, start, until
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(Emulator(in_progress_s=1.0)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def server(
-    emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
+    batch_api_emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevServer]:
     spec = str(E2E_GRAPHS / "openai_graphs.py")
     names = [
@@ -41,15 +35,16 @@ def server(
         "oa_split",
     ]
     graphs = {name: f"{spec}:{name}" for name in names} | {"oa_agent": f"{spec}:agent"}
-    env = {"OPENAI_BASE_URL": emulator.base_url, "OPENAI_API_KEY": "emulator"}
+    env = {"OPENAI_BASE_URL": batch_api_emulator.base_url, "OPENAI_API_KEY": "emulator"}
     dev = start_dev_server(tmp_path_factory.mktemp("openai"), graphs, env=env)
     yield dev
     dev.stop()
 
 
 @pytest.fixture
-def provider(emulator: EmulatorServer) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=emulator.base_url, api_key="test", max_retries=0)
+def provider(openai_env: EmulatorServer) -> openai.AsyncOpenAI:
+    """The real SDK configured from the environment, as user code would build it."""
+    return openai.AsyncOpenAI(max_retries=0)
 
 
 async def provider_batches(provider: openai.AsyncOpenAI, bridge: str) -> list[openai.types.Batch]:

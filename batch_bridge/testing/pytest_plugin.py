@@ -1,0 +1,30 @@
+"""Pytest fixtures for your own tests, registered automatically when BatchBridge is installed.
+
+- `batch_api_emulator`: an OpenAI Batch API emulator on a free loopback port (per session).
+- `openai_env`: points OPENAI_BASE_URL / OPENAI_API_KEY at it for one test, so code that
+  builds `AsyncOpenAI()` from the environment (and servers it starts) talks to the emulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from batch_bridge.testing.emulator import Emulator
+from batch_bridge.testing.server import EmulatorServer
+
+
+@pytest.fixture(scope="session")
+def batch_api_emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(Emulator(in_progress_s=1.0)) as server:
+        yield server
+
+
+@pytest.fixture
+def openai_env(
+    batch_api_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> EmulatorServer:
+    monkeypatch.setenv("OPENAI_BASE_URL", batch_api_emulator.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "emulator")
+    return batch_api_emulator
