@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from langgraph.config import get_store
+from langgraph.store.base import BaseStore
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
@@ -150,6 +151,17 @@ async def delete_crons(client: LangGraphClient, *, bridge: str = "bridge") -> in
     return len(crons)
 
 
+def _local_store() -> BaseStore:
+    store = get_store()
+    if store is None:
+        raise ConfigError(
+            "This graph run has no store, so wait() cannot reach a bridge: run the graph on a "
+            "LangGraph server (langgraph dev or LangGraph Platform), or set BATCH_BRIDGE_URL "
+            "to a deployment that runs the bridge."
+        )
+    return store
+
+
 class BridgeQueue:
     """A caller's access to one bridge's store: in-process on the same deployment (about
     30x faster than HTTP), through the SDK when the bridge lives at `url`."""
@@ -157,7 +169,7 @@ class BridgeQueue:
     def __init__(self, bridge: str, url: str | None) -> None:
         self.bridge, self.url = bridge, url
         self.client = client_for(url)
-        self.store = get_store() if url is None else None
+        self.store = _local_store() if url is None else None
 
     async def get(self, namespace: tuple[str, ...], key: str) -> Any:
         if self.store is not None:
@@ -190,8 +202,12 @@ class SyncBridgeQueue:
 
     def __init__(self, bridge: str, url: str | None) -> None:
         self.bridge, self.url = bridge, url
-        self.client = sync_client_for(url)
-        self.store = get_store() if url is None else None
+        self.store = _local_store() if url is None else None
+
+    @property
+    def client(self) -> SyncLangGraphClient:
+        """Created on first use: most sync callers never need an API call."""
+        return sync_client_for(self.url)
 
     def get(self, namespace: tuple[str, ...], key: str) -> Any:
         if self.store is not None:

@@ -199,3 +199,16 @@ def test_callers_wake_the_bridge_only_when_no_tick_is_sure_to_read_the_queue(mar
     from batch_bridge._bridge import needs_wake
 
     assert needs_wake(marker, now) is wake
+
+
+async def test_wait_in_a_graph_without_a_server_says_what_is_missing():
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import START, StateGraph
+
+    async def node(state: dict) -> dict:
+        return {"result": await wait(state["item"])}
+
+    graph = StateGraph(dict).add_node("node", node).add_edge(START, "node")
+    compiled = graph.compile(checkpointer=InMemorySaver())
+    with pytest.raises(ConfigError, match="no store"):
+        await compiled.ainvoke({"item": "x"}, {"configurable": {"thread_id": "t"}})
