@@ -11,7 +11,8 @@ with EmulatorServer(Emulator(in_progress_s=0.2)) as server:
 from __future__ import annotations
 
 from batch_bridge.testing._knobs import Knobs
+from batch_bridge.testing.devserver import DevServer
 from batch_bridge.testing.emulator import Emulator
 from batch_bridge.testing.server import EmulatorServer
 
-__all__ = ["Emulator", "EmulatorServer", "Knobs"]
+__all__ = ["DevServer", "Emulator", "EmulatorServer", "Knobs"]
