@@ -36,6 +36,7 @@ from batch_bridge._constants import (
     batches_namespace,
     meta_namespace,
     queue_namespace,
+    tick_marker,
 )
 from batch_bridge._flush import next_check_in, plan_flush
 from batch_bridge._results import batch_failed, interpret_poll
@@ -105,7 +106,9 @@ def needs_wake(marker: dict[str, Any] | None, now: float) -> bool:
     A tick marks "running" before it reads the queue, and before it ends it either
     schedules the next tick ("scheduled") or marks "idle" and reads the queue once more.
     So a caller that queued its item and then saw "running" or "scheduled" is covered, and
-    only callers that find the bridge idle (or a marker gone stale) pay for a wake-up run.
+    only callers that find the bridge idle (or a marker gone stale) pay for a wake-up run;
+    such a caller leaves a run pending and marks "scheduled" itself, so a burst of callers
+    on an idle bridge costs one wake-up, not one each.
     """
     state = marker.get("state") if marker else None
     if state == "scheduled":
@@ -259,7 +262,7 @@ class Tick:
         return [q for q in queue if q.key not in taken], bool(chunks)
 
     async def _mark(self, state: str, next_at: float | None = None) -> None:
-        marker = {"state": state, "next_at": next_at, "at": time.time()}
+        marker = tick_marker(state, next_at)
         await self.store.aput(meta_namespace(self.bridge), TICK_MARKER, marker, index=False)
 
     async def run(self, state: BridgeState) -> BridgeState:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from langgraph.config import get_store
@@ -12,7 +13,13 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
-from batch_bridge._constants import SERVER_URL_ENV, bridge_thread_id
+from batch_bridge._constants import (
+    SERVER_URL_ENV,
+    TICK_MARKER,
+    bridge_thread_id,
+    meta_namespace,
+    tick_marker,
+)
 from batch_bridge.errors import ConfigError
 
 log = logging.getLogger("batch_bridge")
@@ -194,7 +201,11 @@ class BridgeQueue:
             await self.client.store.delete_item(namespace, key)
 
     async def wake(self) -> None:
+        """Make sure a run is pending on the bridge thread, then say so to later callers."""
         await kick(self.client, self.bridge, self.url)
+        await self.put(
+            meta_namespace(self.bridge), TICK_MARKER, tick_marker("scheduled", time.time())
+        )
 
 
 class SyncBridgeQueue:
@@ -233,3 +244,4 @@ class SyncBridgeQueue:
 
     def wake(self) -> None:
         kick_sync(self.client, self.bridge, self.url)
+        self.put(meta_namespace(self.bridge), TICK_MARKER, tick_marker("scheduled", time.time()))

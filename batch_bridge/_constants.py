@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from typing import Any
 
 NAMESPACE_ROOT = "batch_bridge"
 QUEUE = "queue"
@@ -41,6 +43,11 @@ def batches_namespace(bridge: str) -> tuple[str, ...]:
 
 def meta_namespace(bridge: str) -> tuple[str, ...]:
     return (NAMESPACE_ROOT, bridge, META)
+
+
+def tick_marker(state: str, next_at: float | None = None) -> dict[str, Any]:
+    """The store record that tells callers whether a tick will read the queue (see needs_wake)."""
+    return {"state": state, "next_at": next_at, "at": time.time()}
 
 
 def bridge_thread_id(bridge: str) -> str:
