@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -103,7 +104,7 @@ class DevServer:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
+        self.process.send_signal(signal.SIGINT)  # like Ctrl-C: the server saves its state
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
