@@ -5,19 +5,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 __all__ = [
     "FlushPolicy",
-    "ItemStatus",
     "Pending",
     "PollFunc",
     "PollResult",
     "ShouldFlushFunc",
     "SubmitFunc",
 ]
-
-ItemStatus: TypeAlias = Literal["pending", "submitted", "completed", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
