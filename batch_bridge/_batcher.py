@@ -15,16 +15,43 @@ from typing import Any
 from langgraph.config import get_config
 from langgraph.graph.state import CompiledStateGraph
 
-from batch_bridge._bridge import build_bridge_graph
+from batch_bridge._bridge import (
+    CancelFunc,
+    Provider,
+    Reliability,
+    accepts_idempotency_key,
+    build_bridge_graph,
+)
 from batch_bridge._constants import check_bridge_name
+from batch_bridge._deliver import DeliveryPolicy
 from batch_bridge._local import LocalRunner
 from batch_bridge._wait import wait, wait_sync
-from batch_bridge.types import FlushPolicy, PollFunc, ShouldFlushFunc, SubmitFunc
+from batch_bridge.types import FlushPolicy, PollFunc, ShouldFlushFunc, SubmitFunc, _seconds
 
 __all__ = ["Batcher", "Bridge"]
 
 _DEFAULT_AGE = timedelta(minutes=1)
 _DEFAULT_POLL = timedelta(seconds=30)
+_DEFAULT_TIMEOUT = timedelta(minutes=5)
+_DEFAULT_HORIZON = timedelta(hours=6)
+
+
+def _reliability(
+    provider_timeout: timedelta | float,
+    delivery_horizon: timedelta | float,
+    safety_cron: str | None,
+) -> Reliability:
+    timeout = _seconds(provider_timeout, "provider_timeout")
+    horizon = _seconds(delivery_horizon, "delivery_horizon")
+    if not timeout or not horizon:
+        raise ValueError("provider_timeout and delivery_horizon must be positive")
+    if safety_cron is not None and (not isinstance(safety_cron, str) or not safety_cron.strip()):
+        raise ValueError(f"safety_cron must be a cron schedule or None, got {safety_cron!r}")
+    return Reliability(
+        provider_timeout_s=timeout,
+        delivery=DeliveryPolicy(horizon_s=horizon),
+        safety_cron=safety_cron,
+    )
 
 
 def _in_server_graph() -> bool:
@@ -43,6 +70,13 @@ class Batcher:
     returns None while the batch runs, results in submission order when done, or an
     exception (returned or raised) when the whole batch failed; an exception inside the
     results fails only that item.
+
+    A `submit_func` that accepts an `idempotency_key` keyword gets the bridge's batch id and
+    must return the same batch for the same key: then a submit retried after a crash is
+    exactly once (`OpenAIBatch` does this). Without it a crash mid-submit may submit twice.
+    `cancel_func(batch_id)` stops a batch the bridge gives up on. `provider_timeout` bounds
+    every provider call; `delivery_horizon` is how long refused resumes are retried;
+    `safety_cron` is the schedule of the cron the bridge creates on its own thread.
     """
 
     def __init__(
@@ -54,11 +88,22 @@ class Batcher:
         should_flush_func: ShouldFlushFunc | None = None,
         name: str = "bridge",
         poll_interval: timedelta | float = _DEFAULT_POLL,
+        *,
+        cancel_func: CancelFunc | None = None,
+        provider_timeout: timedelta | float = _DEFAULT_TIMEOUT,
+        delivery_horizon: timedelta | float = _DEFAULT_HORIZON,
+        safety_cron: str | None = "* * * * *",
     ) -> None:
         if not callable(submit_func) or not callable(poll_func):
             raise TypeError("submit_func and poll_func must be callables (sync or async).")
+        if cancel_func is not None and not callable(cancel_func):
+            raise TypeError("cancel_func must be a callable (sync or async) or None.")
         self.submit_func = submit_func
         self.poll_func = poll_func
+        self.provider = Provider(
+            submit_func, poll_func, cancel_func, accepts_idempotency_key(submit_func)
+        )
+        self.reliability = _reliability(provider_timeout, delivery_horizon, safety_cron)
         self.name = check_bridge_name(name)
         self.policy = FlushPolicy.coerce(
             max_batch_size=max_batch_size,
@@ -78,7 +123,7 @@ class Batcher:
         """The bridge graph; built once because the server asks for it on every run."""
         if self._graph is None:
             self._graph = build_bridge_graph(
-                self.submit_func, self.poll_func, self.policy, self.name
+                self.provider, self.policy, self.reliability, self.name
             )
         return self._graph
 
@@ -123,6 +168,10 @@ class Bridge(Batcher):
         should_flush: ShouldFlushFunc | None = None,
         name: str = "bridge",
         poll_interval: timedelta | float = _DEFAULT_POLL,
+        cancel: CancelFunc | None = None,
+        provider_timeout: timedelta | float = _DEFAULT_TIMEOUT,
+        delivery_horizon: timedelta | float = _DEFAULT_HORIZON,
+        safety_cron: str | None = "* * * * *",
     ) -> None:
         super().__init__(
             submit,
@@ -132,4 +181,8 @@ class Bridge(Batcher):
             should_flush_func=should_flush,
             name=name,
             poll_interval=poll_interval,
+            cancel_func=cancel,
+            provider_timeout=provider_timeout,
+            delivery_horizon=delivery_horizon,
+            safety_cron=safety_cron,
         )

@@ -1,8 +1,10 @@
 """The bridge graph: one thread per bridge; each run is a tick.
 
-A tick moves data one way: queue -> batches (submit) -> results (poll) -> resumed callers.
-Items live in the store, never in the bridge's checkpoint, so a tick costs the same whatever
-the queue length; the checkpoint only holds a small summary that Studio shows.
+A tick moves data one way: ledger (queued) -> batches (submit) -> results (poll) -> resumed
+callers. Every step is recorded in the store before and after it touches the provider or a
+caller, so a tick killed at any line is finished by the next one without submitting or
+resuming anything twice. Items never enter the bridge's checkpoint: a tick costs the same
+whatever the history, and the checkpoint only holds a small summary that Studio shows.
 """
 
 from __future__ import annotations
@@ -14,36 +16,59 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypedDict
 
 from langgraph.config import get_config, get_store
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.store.base import BaseStore, Item
-from langgraph_sdk.errors import NotFoundError
 
 from batch_bridge import _client
 from batch_bridge._constants import (
-    CONCURRENCY,
-    MAX_DELIVERY_ATTEMPTS,
-    MAX_SUBMIT_ATTEMPTS,
     OVERDUE_GRACE_S,
-    PAGE_SIZE,
     STALE_RUNNING_S,
-    SUBMIT_BACKOFF_S,
     TICK_MARKER,
-    batches_namespace,
-    meta_namespace,
-    queue_namespace,
     tick_marker,
 )
+from batch_bridge._deliver import Deliverer, DeliveryPolicy, bounded
 from batch_bridge._flush import next_check_in, plan_flush
 from batch_bridge._results import batch_failed, interpret_poll
+from batch_bridge._store import (
+    ITEMS,
+    META,
+    BatchHeader,
+    ItemRecord,
+    Ledger,
+    check_storable,
+)
 from batch_bridge.errors import ProviderError
 from batch_bridge.types import FlushPolicy, Pending, PollFunc, SubmitFunc
 
 log = logging.getLogger("batch_bridge")
+
+CancelFunc = Callable[[Any], Any]
+CRON_RECHECK_S = 600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reliability:
+    """How long the bridge keeps trying before it gives up, and on what."""
+
+    provider_timeout_s: float = 300.0
+    """Every submit, poll and cancel call is abandoned after this long (and retried)."""
+    max_submit_attempts: int = 3
+    submit_backoff_s: float = 2.0
+    poll_error_horizon_s: float = 3600.0
+    """Raised poll errors count as transient this long; then the batch fails and is cancelled."""
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    retention_s: float = 3600.0
+    """Delivered records are kept this long (so late replays of a node still find them)."""
+    safety_cron: str | None = "* * * * *"
+    """A platform cron on the bridge thread, created by the first tick: the tick that runs
+    even when every scheduled run was lost. None disables it."""
+    concurrency: int = 20
 
 
 class TickInput(TypedDict, total=False):
@@ -52,52 +77,56 @@ class TickInput(TypedDict, total=False):
 
 
 class BridgeState(TypedDict, total=False):
-    """The bridge's summary, readable with `client.threads.get_state` and shown in Studio."""
+    """The bridge's summary, readable with `client.threads.get_state` and shown in Studio.
+
+    Counts only, never payloads: callers' items and results stay in the store.
+    """
 
     flush: bool
     pending: int
     oldest_pending_age_s: float | None
     in_flight: list[dict[str, Any]]
+    delivering: int
+    undeliverable: int
     last_flushed_at: float
     next_tick_in_s: float | None
     batches_submitted: int
     items_submitted: int
     items_completed: int
     items_failed: int
+    items_delivered: int
+    records_quarantined: int
     ticks: int
 
 
-async def call(func: Callable[..., Any], *args: Any) -> Any:
+async def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Sync or async user functions alike; sync ones run off the event loop."""
     if inspect.iscoroutinefunction(func):
-        return await func(*args)
-    result = await asyncio.to_thread(func, *args)
+        return await func(*args, **kwargs)
+    result = await asyncio.to_thread(func, *args, **kwargs)
     if inspect.isawaitable(result):
         result = await result
     return result
 
 
-async def search_all(store: BaseStore, namespace: tuple[str, ...]) -> list[Item]:
-    items: list[Item] = []
-    while True:
-        page = await store.asearch(namespace, limit=PAGE_SIZE, offset=len(items))
-        items.extend(page)
-        if len(page) < PAGE_SIZE:
-            return items
+async def call_with_timeout(
+    timeout_s: float, func: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """A provider call that cannot hold the tick: abandoned after `timeout_s` (a sync
+    function's thread runs on, but the tick no longer waits for it)."""
+    return await asyncio.wait_for(call(func, *args, **kwargs), timeout=timeout_s)
 
 
-async def _bounded(jobs: Sequence[Awaitable[Any]]) -> list[Any]:
-    gate = asyncio.Semaphore(CONCURRENCY)
-
-    async def run(job: Awaitable[Any]) -> Any:
-        async with gate:
-            return await job
-
-    results = await asyncio.gather(*(run(j) for j in jobs), return_exceptions=True)
-    for result in results:
-        if isinstance(result, Exception):
-            log.error("bridge step failed; it will be retried next tick", exc_info=result)
-    return results
+def accepts_idempotency_key(submit: Callable[..., Any]) -> bool:
+    """Whether `submit(items, idempotency_key=...)` works: then a retried submit is exactly
+    once; a plain `submit(items)` is at least once when a worker dies mid-call."""
+    try:
+        params = inspect.signature(submit).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.name == "idempotency_key" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params
+    )
 
 
 def needs_wake(marker: dict[str, Any] | None, now: float) -> bool:
@@ -118,181 +147,268 @@ def needs_wake(marker: dict[str, Any] | None, now: float) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Provider:
+    submit: SubmitFunc
+    poll: PollFunc
+    cancel: CancelFunc | None = None
+    keyed: bool = False
+    """`submit` takes the bridge's batch id as its idempotency key."""
+
+
 class Tick:
     """One pass of the bridge; built per run, holding that run's store and counters."""
 
-    def __init__(self, bridge: str, submit: SubmitFunc, poll: PollFunc, policy: FlushPolicy):
+    def __init__(
+        self, bridge: str, provider: Provider, policy: FlushPolicy, reliability: Reliability
+    ):
         self.bridge = bridge
-        self.submit_func = submit
-        self.poll_func = poll
+        self.provider = provider
         self.policy = policy
-        self.store = get_store()
+        self.rel = reliability
+        self.ledger = Ledger(get_store(), bridge)
         self.client = _client.client_for(None)
         self.now = time.time()
         self.counts: dict[str, int] = defaultdict(int)
 
-    async def _save(self, batch: dict[str, Any]) -> None:
-        await self.store.aput(batches_namespace(self.bridge), batch["batch_id"], batch, index=False)
+    # -- batches ---------------------------------------------------------------------------
 
-    async def submit(self, batch: dict[str, Any]) -> None:
-        payloads = [r["item"] for r in batch["items"]]
-        try:
-            handle = await call(self.submit_func, payloads)
-        except Exception as exc:
-            batch["attempts"] += 1
-            log.warning(
-                "submit of batch %s failed (attempt %s): %r",
-                batch["batch_id"],
-                batch["attempts"],
-                exc,
-            )
-            retryable = not isinstance(exc, ProviderError) or exc.retryable
-            if retryable and batch["attempts"] < MAX_SUBMIT_ATTEMPTS:
-                batch["not_before"] = self.now + SUBMIT_BACKOFF_S * 2 ** batch["attempts"]
-                await self._save(batch)
-                return
-            message = (
-                f"Batch {batch['batch_id']!r} could not be submitted after "
-                f"{batch['attempts']} attempt(s): {type(exc).__name__}: {exc}"
-            )
-            await self.finish(batch, batch_failed(message, len(payloads)))
+    async def _members(self, header: BatchHeader) -> tuple[list[str], dict[str, ItemRecord]]:
+        keys = await self.ledger.members(header.batch_id) or []
+        records = await self.ledger.get_items(keys)
+        return keys, records
+
+    async def form(self, header: BatchHeader) -> None:
+        """Finish a batch whose forming a killed tick left half done, then submit it."""
+        keys = await self.ledger.members(header.batch_id)
+        if keys is None:
+            await self.ledger.delete_batch(header.batch_id)
             return
-        batch.update(
-            status="submitted",
-            handle=handle,
-            submitted_at=time.time(),
-            next_poll_at=time.time() + self.policy.poll_interval_s,
-        )
-        self.counts["batches_submitted"] += 1
-        self.counts["items_submitted"] += len(payloads)
-        await self._save(batch)
+        records = await self.ledger.get_items(keys)
+        claim = [r for r in records.values() if r.status == "queued"]
+        for record in claim:
+            record.status, record.batch_id = "batched", header.batch_id
+        await self.ledger.put_items(claim)
+        header.status = "submitting"
+        await self.ledger.put_header(header)
+        await self.submit(header)
 
-    async def poll(self, batch: dict[str, Any]) -> None:
-        n = len(batch["items"])
+    async def submit(self, header: BatchHeader) -> None:
+        keys, records = await self._members(header)
+        mine = [k for k in keys if k in records and records[k].batch_id == header.batch_id]
+        if not mine:
+            await self.ledger.delete_batch(header.batch_id)
+            return
+        if len(mine) != len(keys):
+            await self.ledger.put_members(header.batch_id, mine)
+            header.size = len(mine)
+        header.submit_attempts += 1
+        header.last_error = None
+        await self.ledger.put_header(header)  # the intent, durable before the provider call
+        payloads = [records[k].item for k in mine]
+        kwargs = {"idempotency_key": header.batch_id} if self.provider.keyed else {}
         try:
-            result = await call(self.poll_func, batch["handle"])
+            handle = await call_with_timeout(
+                self.rel.provider_timeout_s, self.provider.submit, payloads, **kwargs
+            )
         except Exception as exc:
-            if isinstance(exc, ProviderError) and exc.retryable:
-                log.warning("poll of batch %s: %r; will poll again", batch["batch_id"], exc)
-                result = None
-            else:
-                result = exc
-        outcome = interpret_poll(result, n, batch["batch_id"])
+            await self._submit_failed(header, mine, exc)
+            return
+        try:
+            check_storable(handle, "the batch handle submit returned")
+        except ValueError as exc:
+            header.handle = handle
+            await self._give_up(header, str(exc))
+            return
+        header.status, header.handle = "submitted", handle
+        header.submitted_at = time.time()
+        header.next_poll_at = header.submitted_at + self.policy.poll_interval_s
+        await self.ledger.put_header(header)
+        self.counts["batches_submitted"] += 1
+        self.counts["items_submitted"] += len(mine)
+
+    async def _submit_failed(self, header: BatchHeader, keys: list[str], exc: Exception) -> None:
+        reason = _describe(exc)
+        log.warning(
+            "submit of batch %s failed (attempt %d): %s",
+            header.batch_id,
+            header.submit_attempts,
+            reason,
+        )
+        retryable = not isinstance(exc, ProviderError) or exc.retryable
+        if retryable and header.submit_attempts < self.rel.max_submit_attempts:
+            header.status = "submitting"
+            header.not_before = self.now + self.rel.submit_backoff_s * 2**header.submit_attempts
+            header.last_error = reason
+            await self.ledger.put_header(header)
+            return
+        message = (
+            f"Batch {header.batch_id!r} could not be submitted after "
+            f"{header.submit_attempts} attempt(s): {reason}"
+        )
+        await self.finish(header, batch_failed(message, len(keys)))
+
+    async def poll(self, header: BatchHeader) -> None:
+        try:
+            result = await call_with_timeout(
+                self.rel.provider_timeout_s, self.provider.poll, header.handle
+            )
+        except Exception as exc:
+            await self._poll_failed(header, exc)
+            return
+        outcome = interpret_poll(result, header.size, header.batch_id)
         if outcome is None or isinstance(outcome, Pending):
             if isinstance(outcome, Pending):
-                batch["handle"] = outcome.batch_id
-            batch["next_poll_at"] = time.time() + self.policy.poll_interval_s
-            await self._save(batch)
+                try:
+                    check_storable(outcome.batch_id, "the batch handle poll returned")
+                except ValueError as exc:
+                    await self._give_up(header, _describe(exc))
+                    return
+                header.handle = outcome.batch_id
+            header.poll_error_since = None
+            header.last_error = None
+            header.next_poll_at = time.time() + self.policy.poll_interval_s
+            await self.ledger.put_header(header)
             return
-        await self.finish(batch, outcome)
+        await self.finish(header, outcome)
 
-    async def finish(self, batch: dict[str, Any], envelopes: list[dict[str, Any]]) -> None:
-        """Record results before delivering them, so a crash re-delivers instead of losing."""
-        batch.update(status="delivering", results=envelopes, delivered=[False] * len(envelopes))
-        for env in envelopes:
-            self.counts["items_completed" if env["ok"] else "items_failed"] += 1
-        await self._save(batch)
-        await self.deliver(batch)
+    async def _poll_failed(self, header: BatchHeader, exc: Exception) -> None:
+        """Raised errors are transient for a while: the provider batch may still be running."""
+        reason = _describe(exc)
+        since = header.poll_error_since or self.now
+        if self.now - since >= self.rel.poll_error_horizon_s:
+            await self._give_up(
+                header, f"polling failed for {self.now - since:.0f}s, last: {reason}"
+            )
+            return
+        log.warning("poll of batch %s failed: %s; polling again", header.batch_id, reason)
+        header.poll_error_since = since
+        header.last_error = reason
+        header.next_poll_at = time.time() + self.policy.poll_interval_s
+        await self.ledger.put_header(header)
 
-    async def deliver(self, batch: dict[str, Any]) -> None:
-        retry = batch.get("delivery_attempts", 0) > 0
-        groups: dict[tuple[str | None, str, str], list[int]] = defaultdict(list)
-        for i, record in enumerate(batch["items"]):
-            if not batch["delivered"][i]:
-                groups[(record["resume_url"], record["thread_id"], record["assistant_id"])].append(
-                    i
-                )
-
-        async def resume(target: tuple[str | None, str, str], indexes: list[int]) -> None:
-            url, thread_id, assistant_id = target
-            client = _client.client_for(url)
-            answers = {batch["items"][i]["interrupt_id"]: batch["results"][i] for i in indexes}
+    async def _give_up(self, header: BatchHeader, reason: str) -> None:
+        """Fail a batch for good, and stop it at the provider so it is not billed on."""
+        if self.provider.cancel is not None:
             try:
-                if retry:
-                    waiting = await _client.pending_interrupt_ids(client, thread_id)
-                    answers = {k: v for k, v in answers.items() if k in waiting}
-                if answers:
-                    await _client.resume(client, thread_id, assistant_id, answers)
-            except NotFoundError:
-                log.warning(
-                    "caller thread %s is gone; dropping %d result(s)", thread_id, len(indexes)
+                await call_with_timeout(
+                    self.rel.provider_timeout_s, self.provider.cancel, header.handle
                 )
             except Exception as exc:
-                log.warning("could not resume thread %s: %r; will retry", thread_id, exc)
-                return
-            for i in indexes:
-                batch["delivered"][i] = True
+                log.warning("cancel of batch %s failed: %s", header.batch_id, _describe(exc))
+        message = f"Batch {header.batch_id!r} was given up: {reason}"
+        await self.finish(header, batch_failed(message, header.size))
 
-        await _bounded([resume(t, ix) for t, ix in groups.items()])
-        batch["delivery_attempts"] = batch.get("delivery_attempts", 0) + 1
-        if all(batch["delivered"]) or batch["delivery_attempts"] >= MAX_DELIVERY_ATTEMPTS:
-            await self.store.adelete(batches_namespace(self.bridge), batch["batch_id"])
-        else:
-            await self._save(batch)
+    async def finish(self, header: BatchHeader, envelopes: list[dict[str, Any]]) -> None:
+        """Record each member's result, then drop the batch; delivery reads the ledger."""
+        keys, records = await self._members(header)
+        done = []
+        for key, envelope in zip(keys, envelopes, strict=False):
+            record = records.get(key)
+            if record is None or record.status != "batched" or record.batch_id != header.batch_id:
+                continue
+            record.status, record.result = "result", envelope
+            record.result_at = record.next_attempt_at = time.time()
+            done.append(record)
+            self.counts["items_completed" if envelope.get("ok") else "items_failed"] += 1
+        await self.ledger.put_items(done)
+        await self.ledger.delete_batch(header.batch_id)
 
-    async def flush(self, force: bool, last_flushed_at: float) -> tuple[list[Item], bool]:
-        """Turn pending items into batches; returns the items still pending and if it flushed."""
-        queue = await search_all(self.store, queue_namespace(self.bridge))
-        oldest = min((q.value["created_at"] for q in queue), default=None)
+    async def flush(self, force: bool, last_flushed_at: float) -> tuple[list[ItemRecord], bool]:
+        """Turn queued items into batches; returns the items still queued and if it flushed."""
+        queued = sorted(await self.ledger.items("queued"), key=lambda r: r.created_at)
         chunks = plan_flush(
-            queue,
-            payloads=[q.value["item"] for q in queue],
-            oldest_at=oldest,
+            queued,
+            payloads=[r.item for r in queued],
+            oldest_at=queued[0].created_at if queued else None,
             last_flushed_at=last_flushed_at,
             now=self.now,
             policy=self.policy,
             force=force,
         )
-        batches = []
+        headers = []
         for chunk in chunks:
-            batch = {
-                "kind": "batch_bridge.batch",
-                "batch_id": f"bb_{uuid.uuid4().hex[:12]}",
-                "status": "submitting",
-                "items": [q.value for q in chunk],
-                "created_at": self.now,
-                "attempts": 0,
-            }
-            await self._save(batch)
-            for q in chunk:
-                await self.store.adelete(queue_namespace(self.bridge), q.key)
-            batches.append(batch)
-        await _bounded([self.submit(b) for b in batches])
-        taken = {q.key for chunk in chunks for q in chunk}
-        return [q for q in queue if q.key not in taken], bool(chunks)
+            header = BatchHeader(
+                batch_id=f"bb_{uuid.uuid4().hex[:16]}",
+                status="forming",
+                size=len(chunk),
+                created_at=self.now,
+            )
+            await self.ledger.put_header(header)
+            await self.ledger.put_members(header.batch_id, [r.key for r in chunk])
+            for record in chunk:
+                record.status, record.batch_id = "batched", header.batch_id
+            await self.ledger.put_items(chunk)
+            header.status = "submitting"
+            await self.ledger.put_header(header)
+            headers.append(header)
+        await bounded([partial(self.submit, h) for h in headers], self.rel.concurrency)
+        taken = {r.key for chunk in chunks for r in chunk}
+        return [r for r in queued if r.key not in taken], bool(chunks)
+
+    # -- the tick --------------------------------------------------------------------------
 
     async def _mark(self, state: str, next_at: float | None = None) -> None:
         marker = tick_marker(state, next_at)
-        await self.store.aput(meta_namespace(self.bridge), TICK_MARKER, marker, index=False)
+        await self.ledger.store.aput(self.ledger.ns(META), TICK_MARKER, marker, index=False)
+
+    async def _ensure_cron(self) -> None:
+        """Create the safety cron on first use, and check now and then that it still exists."""
+        schedule = self.rel.safety_cron
+        if schedule is None:
+            return
+        stored = await self.ledger.store.aget(self.ledger.ns(META), "cron")
+        seen = stored.value if stored is not None else {}
+        if seen.get("schedule") == schedule and self.now - seen.get("at", 0) < CRON_RECHECK_S:
+            return
+        await _client.ensure_cron(self.client, bridge=self.bridge, schedule=schedule)
+        await self.ledger.store.aput(
+            self.ledger.ns(META), "cron", {"schedule": schedule, "at": self.now}, index=False
+        )
 
     async def run(self, state: BridgeState) -> BridgeState:
+        try:
+            await self._ensure_cron()
+        except Exception:
+            log.exception("could not create the bridge's safety cron; will try next tick")
         await self._mark("running")
         try:
             return await self._work(state)
         except BaseException:
             await self._mark("idle")
+            try:
+                await _client.schedule_tick(self.client, self.bridge, 5.0)
+            except Exception:
+                log.exception("could not schedule the tick after a failed one")
             raise
 
     async def _work(self, state: BridgeState) -> BridgeState:
         jobs = []
-        for item in await search_all(self.store, batches_namespace(self.bridge)):
-            batch = item.value
-            status = batch["status"]
-            if status == "submitting" and batch.get("not_before", 0) <= self.now:
-                jobs.append(self.submit(batch))
-            elif status == "submitted" and batch["next_poll_at"] <= self.now:
-                jobs.append(self.poll(batch))
-            elif status == "delivering":
-                jobs.append(self.deliver(batch))
-        await _bounded(jobs)
+        for header in await self.ledger.headers():
+            if header.status == "forming":
+                jobs.append(partial(self.form, header))
+            elif header.status == "submitting" and header.not_before <= self.now:
+                jobs.append(partial(self.submit, header))
+            elif header.status == "submitted" and header.next_poll_at <= self.now:
+                jobs.append(partial(self.poll, header))
+        await bounded(jobs, self.rel.concurrency)
 
         last_flushed = state.get("last_flushed_at") or self.now
         remaining, flushed = await self.flush(bool(state.get("flush")), last_flushed)
         if flushed:
             last_flushed = self.now
-        in_flight = [b.value for b in await search_all(self.store, batches_namespace(self.bridge))]
-        oldest = min((q.value["created_at"] for q in remaining), default=None)
-        due = [b.get("next_poll_at") or b.get("not_before") or self.now for b in in_flight]
+
+        results = await self.ledger.items("result")
+        deliverer = Deliverer(self.ledger, self.rel.delivery, self.now)
+        await deliverer.run(results)
+        await self._purge()
+
+        in_flight = await self.ledger.headers()
+        results = await self.ledger.items("result")
+        undeliverable = len(await self.ledger.search(ITEMS, {"status": "undeliverable"}))
+        oldest = remaining[0].created_at if remaining else None
+        due = [h.next_poll_at if h.status == "submitted" else h.not_before for h in in_flight]
+        due += [r.next_attempt_at for r in results]
         delay = next_check_in(
             has_pending=bool(remaining),
             oldest_at=oldest,
@@ -302,7 +418,9 @@ class Tick:
         )
         if delay is None:
             await self._mark("idle")
-            if await self.store.asearch(queue_namespace(self.bridge), limit=1):
+            if await self.ledger.store.asearch(
+                self.ledger.ns(ITEMS), filter={"status": "queued"}, limit=1
+            ):
                 delay = 1.0
         if delay is not None:
             delay = float(max(1, math.ceil(delay)))
@@ -314,32 +432,61 @@ class Tick:
             "oldest_pending_age_s": None if oldest is None else round(self.now - oldest, 3),
             "in_flight": [
                 {
-                    "batch_id": b["batch_id"],
-                    "status": b["status"],
-                    "size": len(b["items"]),
-                    "age_s": round(self.now - b["created_at"], 3),
+                    "batch_id": h.batch_id,
+                    "status": h.status,
+                    "size": h.size,
+                    "age_s": round(self.now - h.created_at, 3),
+                    **({"last_error": h.last_error} if h.last_error else {}),
                 }
-                for b in in_flight
+                for h in in_flight[:50]
             ],
+            "delivering": len(results),
+            "undeliverable": undeliverable,
             "last_flushed_at": last_flushed,
             "next_tick_in_s": delay,
             "ticks": state.get("ticks", 0) + 1,
         }
+        self.counts["items_delivered"] += deliverer.delivered
+        self.counts["records_quarantined"] += self.ledger.quarantined
         previous: dict[str, Any] = dict(state)
-        totals = ("batches_submitted", "items_submitted", "items_completed", "items_failed")
+        totals = (
+            "batches_submitted",
+            "items_submitted",
+            "items_completed",
+            "items_failed",
+            "items_delivered",
+            "records_quarantined",
+        )
         for key in totals:
             summary[key] = int(previous.get(key) or 0) + self.counts[key]  # type: ignore[literal-required]
         return summary
 
+    async def _purge(self) -> None:
+        """Forget delivered items once no replay of their node can need the record."""
+        cutoff = self.now - self.rel.retention_s
+        old = [
+            stored.key
+            for stored in await self.ledger.search(ITEMS, {"status": "delivered"})
+            if (stored.value.get("updated_at") or 0) < cutoff
+        ]
+        for key in old:
+            await self.ledger.store.adelete(self.ledger.ns(ITEMS), key)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the provider did not answer in time (timeout)"
+    return f"{type(exc).__name__}: {exc}"
+
 
 def build_bridge_graph(
-    submit: SubmitFunc, poll: PollFunc, policy: FlushPolicy, name: str
+    provider: Provider, policy: FlushPolicy, reliability: Reliability, name: str
 ) -> CompiledStateGraph:
     """The compiled graph that langgraph.json registers; its graph id names the bridge."""
 
     async def tick(state: BridgeState) -> BridgeState:
         bridge = get_config()["configurable"].get("graph_id") or name
-        return await Tick(bridge, submit, poll, policy).run(state)
+        return await Tick(bridge, provider, policy, reliability).run(state)
 
     builder = StateGraph(BridgeState, input_schema=TickInput)
     builder.add_node("tick", tick)

@@ -17,9 +17,9 @@ from batch_bridge._constants import (
     SERVER_URL_ENV,
     TICK_MARKER,
     bridge_thread_id,
-    meta_namespace,
     tick_marker,
 )
+from batch_bridge._store import META, namespace
 from batch_bridge.errors import ConfigError
 
 log = logging.getLogger("batch_bridge")
@@ -118,13 +118,8 @@ async def resume(
         thread_id,
         assistant_id,
         command={"resume": answers},
-        multitask_strategy="enqueue",
+        multitask_strategy="reject",
     )
-
-
-async def pending_interrupt_ids(client: LangGraphClient, thread_id: str) -> set[str]:
-    state = await client.threads.get_state(thread_id)
-    return {i["id"] for i in state.get("interrupts", [])}
 
 
 async def ensure_cron(
@@ -204,7 +199,7 @@ class BridgeQueue:
         """Make sure a run is pending on the bridge thread, then say so to later callers."""
         await kick(self.client, self.bridge, self.url)
         await self.put(
-            meta_namespace(self.bridge), TICK_MARKER, tick_marker("scheduled", time.time())
+            namespace(self.bridge, META), TICK_MARKER, tick_marker("scheduled", time.time())
         )
 
 
@@ -244,4 +239,4 @@ class SyncBridgeQueue:
 
     def wake(self) -> None:
         kick_sync(self.client, self.bridge, self.url)
-        self.put(meta_namespace(self.bridge), TICK_MARKER, tick_marker("scheduled", time.time()))
+        self.put(namespace(self.bridge, META), TICK_MARKER, tick_marker("scheduled", time.time()))

@@ -7,13 +7,10 @@ import uuid
 from typing import Any
 
 NAMESPACE_ROOT = "batch_bridge"
-QUEUE = "queue"
-BATCHES = "batches"
-META = "meta"
 TICK_MARKER = "tick"
 OVERDUE_GRACE_S = 30.0
 """A scheduled tick this late is presumed lost: callers wake the bridge themselves."""
-STALE_RUNNING_S = 600.0
+STALE_RUNNING_S = 360.0
 """A tick marked running for this long is presumed dead (its run was killed)."""
 
 WAIT_KIND = "batch_bridge.wait"
@@ -26,23 +23,7 @@ CALLBACK_URL_ENV = "BATCH_BRIDGE_CALLBACK_URL"
 SERVER_URL_ENV = "LANGGRAPH_API_URL"
 """Set by the LangGraph server to its own URL; the default callback URL."""
 
-MAX_SUBMIT_ATTEMPTS = 3
-SUBMIT_BACKOFF_S = 2.0
-MAX_DELIVERY_ATTEMPTS = 5
 PAGE_SIZE = 1000
-CONCURRENCY = 20
-
-
-def queue_namespace(bridge: str) -> tuple[str, ...]:
-    return (NAMESPACE_ROOT, bridge, QUEUE)
-
-
-def batches_namespace(bridge: str) -> tuple[str, ...]:
-    return (NAMESPACE_ROOT, bridge, BATCHES)
-
-
-def meta_namespace(bridge: str) -> tuple[str, ...]:
-    return (NAMESPACE_ROOT, bridge, META)
 
 
 def tick_marker(state: str, next_at: float | None = None) -> dict[str, Any]:
@@ -53,10 +34,6 @@ def tick_marker(state: str, next_at: float | None = None) -> dict[str, Any]:
 def bridge_thread_id(bridge: str) -> str:
     """One deterministic thread per bridge: the platform then serialises its ticks."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"batch-bridge:{bridge}"))
-
-
-def item_key(thread_id: str, interrupt_id: str) -> str:
-    return f"{thread_id}:{interrupt_id}"
 
 
 def check_bridge_name(name: str) -> str:

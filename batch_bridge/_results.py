@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from batch_bridge._constants import RESULT_KIND
+from batch_bridge._store import check_storable
 from batch_bridge.errors import ERRORS_BY_NAME, BatchFailedError, BatchItemError
 from batch_bridge.types import Pending
 
@@ -34,6 +35,7 @@ def to_json_safe(value: Any) -> Any:
 def ok(value: Any) -> Envelope:
     try:
         safe = to_json_safe(value)
+        check_storable(safe, "The provider's result")
     except (TypeError, ValueError) as exc:
         return failed(BatchItemError(f"The provider's result could not be sent back: {exc}"))
     return {"kind": RESULT_KIND, "ok": True, "value": safe}

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real `langgraph dev` server factory and polling helpers."""
+"""Shared fixtures: real `langgraph dev` and production-engine factories, polling helpers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from batch_bridge.testing.devserver import DevServer
+from batch_bridge.testing.prodengine import ProdEngine, ensure_prod_engine_installed
 
 ROOT = Path(__file__).resolve().parent.parent
 E2E_GRAPHS = ROOT / "tests" / "e2e" / "graphs"
@@ -17,6 +18,17 @@ def start_dev_server(
     workdir: Path, graphs: dict[str, str], env: dict[str, str] | None = None, jobs: int = 10
 ) -> DevServer:
     return DevServer(workdir, graphs, env=env, jobs=jobs).start()
+
+
+def start_prod_engine(
+    workdir: Path,
+    graphs: dict[str, str],
+    env: dict[str, str] | None = None,
+    workers: int = 2,
+) -> ProdEngine:
+    """PostgreSQL + Redis + `workers` langgraph-api processes; installs what is missing."""
+    ensure_prod_engine_installed()
+    return ProdEngine(workdir, graphs, workers=workers, env=env).start()
 
 
 def e2e_graphs() -> dict[str, str]:

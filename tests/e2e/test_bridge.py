@@ -6,7 +6,8 @@ import time
 
 from langgraph_sdk import get_client
 
-from batch_bridge import delete_crons, ensure_cron
+from batch_bridge import bridge_thread_id, delete_crons, ensure_cron
+from batch_bridge._store import digest
 from tests.e2e.helpers import bridge_state, finished, interrupted, start, until
 
 
@@ -81,6 +82,7 @@ async def test_custom_rule_holds_items_until_it_says_flush(dev_server):
     assert question["value"] == {
         "kind": "batch_bridge.wait",
         "batcher": "bridge_custom",
+        "digest": digest("c0"),
         "item": "c0",
     }
     assert all(t["status"] == "interrupted" for t in [await client.threads.get(h) for h in held])
@@ -110,7 +112,9 @@ async def test_cron_flushes_what_no_rule_would(dev_server):
         assert again == cron_id
         done = await finished(client, threads, timeout=60)
     finally:
-        assert await delete_crons(client, bridge="bridge_cron") == 1
+        crons = await client.crons.search(thread_id=bridge_thread_id("bridge_cron"), limit=100)
+        assert [c["schedule"] for c in crons].count("* * * * * */2") == 1
+        await delete_crons(client, bridge="bridge_cron")
     results = results_of(done)
     assert [r["echo"] for r in results] == ["k0", "k1", "k2"]
     assert len({r["batch_id"] for r in results}) == 1

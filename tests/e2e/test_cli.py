@@ -8,7 +8,7 @@ from pathlib import Path
 
 from langgraph_sdk import get_client
 
-from batch_bridge import delete_crons
+from batch_bridge import bridge_thread_id, delete_crons
 from tests.conftest import ROOT
 
 CLI = str(Path(sys.executable).with_name("batch-bridge"))
@@ -51,4 +51,7 @@ async def test_cron_command_is_idempotent(dev_server):
 
     first, second = create(), create()
     assert first and first == second
-    assert await delete_crons(get_client(url=dev_server.url), bridge="bridge_age") == 1
+    client = get_client(url=dev_server.url)
+    crons = await client.crons.search(thread_id=bridge_thread_id("bridge_age"), limit=100)
+    assert [c["schedule"] for c in crons].count("0 0 1 1 *") == 1
+    await delete_crons(client, bridge="bridge_age")

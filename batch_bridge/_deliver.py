@@ -1,0 +1,189 @@
+"""Confirmed, exactly-once delivery of results to the threads that wait on them.
+
+Before every resume the bridge reads the caller's thread: it resumes only an interrupt that
+is still pending there and whose value carries the item's digest, so neither a replayed
+tick nor a stale or foreign record pushes a result twice or into the wrong thread. The try
+is counted in the ledger *before* the resume is sent; after a crash, a thread that no longer
+waits on an item that was tried means the resume went through. Refused resumes (busy
+thread, 5xx, caller deployment down) back off exponentially up to a horizon of hours; then,
+or when the thread is gone, the item is `undeliverable`: recorded and counted, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from langgraph_sdk.errors import ConflictError, NotFoundError
+
+from batch_bridge import _client
+from batch_bridge._store import ItemRecord, Ledger
+
+log = logging.getLogger("batch_bridge")
+
+BUSY_RETRY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryPolicy:
+    horizon_s: float = 6 * 3600.0
+    """How long refused resumes are retried before the item is undeliverable."""
+    backoff_s: float = 1.0
+    """First wait after a refused resume; doubles each time."""
+    backoff_cap_s: float = 300.0
+    concurrency: int = 20
+
+
+async def bounded(jobs: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> None:
+    """Run jobs with at most `limit` at once; one failing job never stops the others."""
+    gate = asyncio.Semaphore(limit)
+
+    async def run(job: Callable[[], Awaitable[Any]]) -> None:
+        async with gate:
+            try:
+                await job()
+            except Exception:
+                log.exception("bridge step failed; it is retried on a later tick")
+
+    await asyncio.gather(*(run(j) for j in jobs))
+
+
+def _waiting_digests(thread: dict[str, Any]) -> dict[str, str | None]:
+    """Interrupt id -> the item digest its value carries, for every interrupt pending."""
+    waiting: dict[str, str | None] = {}
+    for interrupts in (thread.get("interrupts") or {}).values():
+        for pending in interrupts or []:
+            value = pending.get("value")
+            waiting[pending["id"]] = value.get("digest") if isinstance(value, dict) else None
+    return waiting
+
+
+class Deliverer:
+    """Resumes the callers of one tick's due results, one resume run per caller thread."""
+
+    def __init__(self, ledger: Ledger, policy: DeliveryPolicy, now: float) -> None:
+        self.ledger = ledger
+        self.policy = policy
+        self.now = now
+        self.delivered = 0
+        self.undeliverable = 0
+
+    async def run(self, records: list[ItemRecord]) -> None:
+        groups: dict[tuple[str | None, str], list[ItemRecord]] = defaultdict(list)
+        for record in records:
+            if record.next_attempt_at <= self.now:
+                groups[(record.resume_url, record.thread_id)].append(record)
+        jobs = [partial(self._thread, url, thread, rs) for (url, thread), rs in groups.items()]
+        await bounded(jobs, self.policy.concurrency)
+
+    async def _thread(self, url: str | None, thread_id: str, records: list[ItemRecord]) -> None:
+        client = _client.client_for(url)
+        try:
+            thread = dict(await client.threads.get(thread_id))
+        except NotFoundError:
+            await self._give_up(records, f"caller thread {thread_id!r} no longer exists")
+            return
+        except Exception as exc:
+            await self._refused(records, f"could not read caller thread: {exc!r}")
+            return
+        waiting = _waiting_digests(thread)
+        ready: list[ItemRecord] = []
+        later: list[ItemRecord] = []
+        for record in records:
+            if record.interrupt_id in waiting:
+                if waiting[record.interrupt_id] == record.digest:
+                    ready.append(record)
+                else:
+                    await self._give_up(
+                        [record],
+                        f"thread {thread_id!r} waits on interrupt {record.interrupt_id!r} "
+                        "for another item (digest mismatch); not resuming it",
+                    )
+            elif thread.get("status") == "busy":
+                later.append(record)
+            elif record.attempts > 0:
+                await self._confirm([record])
+            else:
+                await self._give_up(
+                    [record],
+                    f"thread {thread_id!r} no longer waits on interrupt {record.interrupt_id!r} "
+                    f"(status {thread.get('status')!r})",
+                )
+        if later:
+            await self._busy(later)
+        if ready:
+            await self._resume(client, thread_id, ready)
+
+    async def _resume(self, client: Any, thread_id: str, records: list[ItemRecord]) -> None:
+        for record in records:
+            record.attempts += 1
+            record.next_attempt_at = self.now + self._backoff(record.failures + 1)
+        await self.ledger.put_items(records)
+        answers = {r.interrupt_id: {**(r.result or {}), "item_key": r.key} for r in records}
+        try:
+            await _client.resume(client, thread_id, records[0].assistant_id, answers)
+        except ConflictError:
+            for record in records:
+                record.attempts -= 1
+            await self._busy(records)
+            return
+        except NotFoundError:
+            await self._give_up(records, f"caller thread {thread_id!r} no longer exists")
+            return
+        except Exception as exc:
+            await self._refused(records, f"resume refused: {exc!r}")
+            return
+        await self._confirm(records)
+
+    def _backoff(self, failures: int) -> float:
+        exponent = max(0, failures - 1)
+        return float(min(self.policy.backoff_cap_s, self.policy.backoff_s * 2**exponent))
+
+    def _expired(self, record: ItemRecord) -> bool:
+        return self.now - (record.result_at or record.created_at) >= self.policy.horizon_s
+
+    async def _confirm(self, records: list[ItemRecord]) -> None:
+        for record in records:
+            record.status = "delivered"
+            record.result = None
+            record.item = None
+            record.last_error = None
+        await self.ledger.put_items(records)
+        self.delivered += len(records)
+
+    async def _busy(self, records: list[ItemRecord]) -> None:
+        """A busy thread is normal (its run is still going): look again soon."""
+        expired = [r for r in records if self._expired(r)]
+        if expired:
+            await self._give_up(expired, "caller thread stayed busy past the delivery horizon")
+        rest = [r for r in records if not self._expired(r)]
+        for record in rest:
+            record.next_attempt_at = self.now + BUSY_RETRY_S
+        if rest:
+            await self.ledger.put_items(rest)
+
+    async def _refused(self, records: list[ItemRecord], reason: str) -> None:
+        log.warning("delivery to %s deferred: %s", records[0].thread_id, reason)
+        expired = [r for r in records if self._expired(r)]
+        if expired:
+            await self._give_up(expired, f"{reason}; gave up after the delivery horizon")
+        rest = [r for r in records if not self._expired(r)]
+        for record in rest:
+            record.failures += 1
+            record.last_error = reason
+            record.next_attempt_at = self.now + self._backoff(record.failures)
+        if rest:
+            await self.ledger.put_items(rest)
+
+    async def _give_up(self, records: list[ItemRecord], reason: str) -> None:
+        log.error("%d result(s) undeliverable: %s", len(records), reason)
+        for record in records:
+            record.status = "undeliverable"
+            record.last_error = reason
+        await self.ledger.put_items(records)
+        self.undeliverable += len(records)

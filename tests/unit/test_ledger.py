@@ -1,0 +1,125 @@
+"""The ledger's records and rules, without a server: parsing, storability, put-if-absent."""
+
+from __future__ import annotations
+
+import pytest
+from langgraph.store.memory import InMemoryStore
+
+from batch_bridge import ConfigError
+from batch_bridge._bridge import accepts_idempotency_key
+from batch_bridge._store import (
+    ITEMS,
+    QUARANTINE,
+    BatchHeader,
+    ItemRecord,
+    Ledger,
+    RecordError,
+    check_storable,
+    digest,
+)
+from batch_bridge._wait import _plan
+
+
+def record(**kw) -> ItemRecord:
+    base = {
+        "thread_id": "t1",
+        "interrupt_id": "i1",
+        "assistant_id": "a",
+        "graph_id": "agent",
+        "resume_url": None,
+        "item": {"q": 1},
+        "digest": digest({"q": 1}),
+        "created_at": 1.0,
+    }
+    return ItemRecord(**{**base, **kw})
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (float("nan"), "$"),
+        ({"a": [1, float("inf")]}, "$.a[1]"),
+        ({"a": "x\x00y"}, "$.a"),
+        ({"big": 2**64}, "$.big"),
+        ([-(2**63) - 1], "$[0]"),
+        ({"o": object()}, "$.o"),
+    ],
+)
+def test_unstorable_values_are_named_by_path(value, where):
+    with pytest.raises(ValueError, match=r"at " + where.replace("$", r"\$").replace("[", r"\[")):
+        check_storable(value, "item")
+
+
+def test_storable_edges_pass():
+    check_storable({"a": [2**63 - 1, -(2**63), 1.5, True, None, "é"]}, "item")
+
+
+def test_digest_ignores_key_order():
+    assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1}) != digest({"a": 2, "b": 1})
+
+
+def test_records_round_trip_and_refuse_what_the_bridge_never_writes():
+    r = record(status="result", batch_id="bb_1", result={"kind": "x", "ok": True, "value": 1})
+    assert ItemRecord.from_value(r.key, r.to_value()) == r
+    bad = [
+        ("t1:i1", {**r.to_value(), "status": "delivering-now"}),
+        ("t1:i1", {k: v for k, v in r.to_value().items() if k != "created_at"}),
+        ("t1:i1", {**r.to_value(), "thread_id": 5}),
+        ("other:key", r.to_value()),
+        ("t1:i1", {**r.to_value(), "result": None}),
+        ("t1:i1", {**r.to_value(), "kind": "something"}),
+        ("t1:i1", "not a dict"),
+    ]
+    for key, value in bad:
+        with pytest.raises(RecordError):
+            ItemRecord.from_value(key, value)
+    header = BatchHeader(batch_id="bb_1", status="submitted", size=3, created_at=1.0, handle={})
+    assert BatchHeader.from_value("bb_1", header.to_value()) == header
+    with pytest.raises(RecordError):
+        BatchHeader.from_value("bb_2", header.to_value())
+
+
+async def test_malformed_records_are_quarantined_not_fatal():
+    ledger = Ledger(InMemoryStore(), "bridge")
+    good = record(thread_id="t2")
+    await ledger.put_items([good])
+    await ledger.store.aput(
+        ledger.ns(ITEMS), "t3:i3", {"kind": "batch_bridge.item", "status": "queued"}
+    )
+    queued = await ledger.items("queued")
+    assert [r.key for r in queued] == [good.key]
+    assert ledger.quarantined == 1
+    kept = await ledger.store.asearch(ledger.ns(QUARANTINE))
+    assert kept[0].value["key"] == "t3:i3" and "missing field" in kept[0].value["reason"]
+    assert await ledger.store.aget(ledger.ns(ITEMS), "t3:i3") is None
+
+
+def test_put_if_absent_rule():
+    new = record()
+    assert _plan(None, new) is new
+    for status in ("queued", "batched", "result", "delivered"):
+        extra = {"batch_id": "bb"} if status != "queued" else {}
+        if status == "result":
+            extra["result"] = {"ok": True}
+        assert _plan(record(status=status, **extra).to_value(), new) is None
+    changed = record(item={"q": 2}, digest=digest({"q": 2}))
+    assert _plan(record().to_value(), changed) is changed  # still queued: refresh
+    with pytest.raises(ConfigError, match="same item"):
+        _plan(record(status="batched", batch_id="bb").to_value(), changed)
+    lost = record(status="undeliverable", batch_id="bb", result={"ok": True}, attempts=3)
+    armed = _plan(lost.to_value(), new)
+    assert armed is not None and armed.status == "result" and armed.attempts == 0
+
+
+def test_idempotency_key_is_detected_from_the_signature():
+    def plain(items):
+        return None
+
+    def keyed(items, *, idempotency_key=None):
+        return None
+
+    def loose(items, **kwargs):
+        return None
+
+    assert not accepts_idempotency_key(plain)
+    assert accepts_idempotency_key(keyed) and accepts_idempotency_key(loose)
