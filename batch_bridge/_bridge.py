@@ -36,6 +36,7 @@ from batch_bridge._deliver import Deliverer, DeliveryPolicy, bounded
 from batch_bridge._flush import next_check_in, plan_flush
 from batch_bridge._results import batch_failed, interpret_poll
 from batch_bridge._store import (
+    ALIASES,
     ITEMS,
     META,
     BatchHeader,
@@ -465,11 +466,13 @@ class Tick:
         """Forget delivered items once no replay of their node can need the record."""
         cutoff = self.now - self.rel.retention_s
         old = [
-            stored.key
+            (stored.key, stored.value.get("alias"))
             for stored in await self.ledger.search(ITEMS, {"status": "delivered"})
             if (stored.value.get("updated_at") or 0) < cutoff
         ]
-        for key in old:
+        for key, alias in old:
+            if alias:
+                await self.ledger.store.adelete(self.ledger.ns(ALIASES), alias)
             await self.ledger.store.adelete(self.ledger.ns(ITEMS), key)
 
 

@@ -53,13 +53,18 @@ async def bounded(jobs: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> N
     await asyncio.gather(*(run(j) for j in jobs))
 
 
-def _waiting_digests(thread: dict[str, Any]) -> dict[str, str | None]:
-    """Interrupt id -> the item digest its value carries, for every interrupt pending."""
-    waiting: dict[str, str | None] = {}
+def _waiting(thread: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+    """Record key (the `ref` a waiting call carries) -> (pending interrupt id, item digest).
+
+    Matching by ref rather than by interrupt id covers a caller whose run was retried after
+    a crash: its interrupt id changed, but its call found and kept the same record.
+    """
+    waiting: dict[str, tuple[str, str | None]] = {}
     for interrupts in (thread.get("interrupts") or {}).values():
         for pending in interrupts or []:
             value = pending.get("value")
-            waiting[pending["id"]] = value.get("digest") if isinstance(value, dict) else None
+            if isinstance(value, dict) and isinstance(value.get("ref"), str):
+                waiting[value["ref"]] = (pending["id"], value.get("digest"))
     return waiting
 
 
@@ -91,18 +96,19 @@ class Deliverer:
         except Exception as exc:
             await self._refused(records, f"could not read caller thread: {exc!r}")
             return
-        waiting = _waiting_digests(thread)
-        ready: list[ItemRecord] = []
+        waiting = _waiting(thread)
+        ready: list[tuple[str, ItemRecord]] = []
         later: list[ItemRecord] = []
         for record in records:
-            if record.interrupt_id in waiting:
-                if waiting[record.interrupt_id] == record.digest:
-                    ready.append(record)
+            if record.key in waiting:
+                interrupt_id, digest = waiting[record.key]
+                if digest == record.digest:
+                    ready.append((interrupt_id, record))
                 else:
                     await self._give_up(
                         [record],
-                        f"thread {thread_id!r} waits on interrupt {record.interrupt_id!r} "
-                        "for another item (digest mismatch); not resuming it",
+                        f"thread {thread_id!r} waits on {record.key!r} for another item "
+                        "(digest mismatch); not resuming it",
                     )
             elif thread.get("status") == "busy":
                 later.append(record)
@@ -111,7 +117,7 @@ class Deliverer:
             else:
                 await self._give_up(
                     [record],
-                    f"thread {thread_id!r} no longer waits on interrupt {record.interrupt_id!r} "
+                    f"thread {thread_id!r} no longer waits on {record.key!r} "
                     f"(status {thread.get('status')!r})",
                 )
         if later:
@@ -119,12 +125,15 @@ class Deliverer:
         if ready:
             await self._resume(client, thread_id, ready)
 
-    async def _resume(self, client: Any, thread_id: str, records: list[ItemRecord]) -> None:
+    async def _resume(
+        self, client: Any, thread_id: str, ready: list[tuple[str, ItemRecord]]
+    ) -> None:
+        records = [record for _, record in ready]
         for record in records:
             record.attempts += 1
             record.next_attempt_at = self.now + self._backoff(record.failures + 1)
         await self.ledger.put_items(records)
-        answers = {r.interrupt_id: {**(r.result or {}), "item_key": r.key} for r in records}
+        answers = {i: {**(r.result or {}), "item_key": r.key} for i, r in ready}
         try:
             await _client.resume(client, thread_id, records[0].assistant_id, answers)
         except ConflictError:

@@ -36,7 +36,8 @@ log = logging.getLogger("batch_bridge")
 ItemStatus = Literal["queued", "batched", "result", "delivered", "undeliverable"]
 BatchStatus = Literal["forming", "submitting", "submitted"]
 
-ITEMS, BATCHES, MEMBERS, META, QUARANTINE = "items", "batches", "members", "meta", "quarantine"
+ITEMS, BATCHES, MEMBERS, META = "items", "batches", "members", "meta"
+ALIASES, QUARANTINE = "aliases", "quarantine"
 ITEM_KIND = "batch_bridge.item"
 BATCH_KIND = "batch_bridge.batch"
 _INT64 = (-(2**63), 2**63 - 1)
@@ -134,6 +135,8 @@ class ItemRecord:
     attempts: int = 0
     """Resumes tried; it is saved before each try, so after a crash `attempts > 0` with the
     thread no longer waiting means the resume went through."""
+    alias: str | None = None
+    """The call's replay identity (see `_wait._replay_alias`), kept in `aliases` too."""
     failures: int = 0
     """Refused resumes and unreadable threads in a row; sets the backoff."""
     next_attempt_at: float = 0.0
@@ -173,6 +176,7 @@ class ItemRecord:
             result_at=_want(value, "result_at", number, True),
             attempts=_want(value, "attempts", int, True) or 0,
             failures=_want(value, "failures", int, True) or 0,
+            alias=_want(value, "alias", str, True),
             next_attempt_at=float(_want(value, "next_attempt_at", number, True) or 0.0),
             last_error=_want(value, "last_error", str, True),
             updated_at=float(_want(value, "updated_at", number, True) or 0.0),

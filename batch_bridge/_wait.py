@@ -8,10 +8,12 @@ delivery is confirmed, so no replay ever enqueues the same item twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
-from typing import Any
+from collections.abc import Generator
+from typing import Any, Literal
 
 from langgraph.config import get_config
 from langgraph.errors import GraphInterrupt
@@ -29,6 +31,7 @@ from batch_bridge._constants import (
 )
 from batch_bridge._results import is_envelope, unwrap
 from batch_bridge._store import (
+    ALIASES,
     ITEMS,
     META,
     ItemRecord,
@@ -75,11 +78,70 @@ def _record(
         item=item,
         digest=item_digest,
         created_at=time.time(),
+        alias=_replay_alias(config, item_digest),
     )
 
 
-def _plan(existing: Any, new: ItemRecord) -> ItemRecord | None:
-    """What to write given what the ledger holds under the key: the put-if-absent rule.
+def _replay_alias(config: dict[str, Any], item_digest: str) -> str:
+    """The call's identity when a worker retry re-creates the checkpoint and so the interrupt id.
+
+    A run killed before its checkpoint was saved is retried from the one before, which gets
+    a new id, hence new task and interrupt ids; what stays is the run, the step, the node's
+    place in the graph (subgraph names, `Send` index), how many interrupts it had answered,
+    and the item.
+    """
+    conf = config["configurable"]
+    meta = config.get("metadata") or {}
+    scratchpad = conf.get("__pregel_scratchpad")
+    namespace_path = "|".join(
+        part.split(":")[0] for part in str(conf.get("checkpoint_ns") or "").split("|")
+    )
+    parts = [
+        conf["thread_id"],
+        conf.get("run_id") or meta.get("run_id"),
+        meta.get("langgraph_step"),
+        namespace_path,
+        meta.get("langgraph_path"),
+        len(getattr(scratchpad, "resume", None) or []),
+        item_digest,
+    ]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+
+Get = tuple[Literal["get"], tuple[str, ...], str]
+Put = tuple[Literal["put"], tuple[str, ...], str, dict[str, Any]]
+Steps = Generator[Get | Put, Any, str]
+
+
+def _enqueue_steps(new: ItemRecord, bridge: str) -> Steps:
+    """The put-if-absent protocol, free of I/O so async and sync callers share it.
+
+    Yields store reads and writes; returns the key of the record that answers this call,
+    which the interrupt carries as its `ref` (the bridge resumes the interrupt with that ref).
+    """
+    items, aliases = namespace(bridge, ITEMS), namespace(bridge, ALIASES)
+    existing = yield ("get", items, new.key)
+    if existing is not None:
+        record = _plan(existing, new.key, new)
+        if record is not None:
+            yield ("put", items, record.key, record.to_value())
+        return new.key
+    alias = yield ("get", aliases, new.alias or "")
+    target = alias.get("key") if isinstance(alias, dict) else None
+    if isinstance(target, str) and target != new.key:
+        earlier = yield ("get", items, target)
+        if earlier is not None:
+            record = _plan(earlier, target, new)
+            if record is not None:
+                yield ("put", items, target, record.to_value())
+            return target
+    yield ("put", aliases, new.alias or "", {"key": new.key})
+    yield ("put", items, new.key, new.to_value())
+    return new.key
+
+
+def _plan(existing: Any, key: str, new: ItemRecord) -> ItemRecord | None:
+    """What to write given what the ledger holds under `key`: the put-if-absent rule.
 
     A replayed node finds its record and writes nothing, whatever stage the item reached.
     A still queued record is refreshed if the item changed (nothing was sent yet); an item
@@ -87,14 +149,12 @@ def _plan(existing: Any, new: ItemRecord) -> ItemRecord | None:
     the same item each time), reported as such. An undeliverable result whose thread waits
     again is armed for delivery once more.
     """
-    if existing is None:
-        return new
     try:
-        old = ItemRecord.from_value(new.key, existing)
+        old = ItemRecord.from_value(key, existing)
     except RecordError:
-        return new
+        return new if key == new.key else None
     if old.digest != new.digest:
-        if old.status == "queued":
+        if old.status == "queued" and key == new.key:
             return new
         raise ConfigError(
             f"wait() in thread {new.thread_id!r} was given a different item than on the "
@@ -147,10 +207,11 @@ async def wait(item: Any, *, batcher: Any = "bridge", url: str | None = None) ->
     config = _running_config()
     batcher = _bridge_name(batcher)
     item_digest = _check_item(item)
+    question = _question(item, batcher, item_digest)
     try:
-        return _answer(interrupt(_question(item, batcher, item_digest)))
+        return _answer(interrupt(question))
     except GraphInterrupt as exc:
-        await _enqueue(config, exc.args[0][0].id, item, item_digest, batcher, url)
+        question["ref"] = await _enqueue(config, exc.args[0][0].id, item, item_digest, batcher, url)
         raise
 
 
@@ -161,23 +222,33 @@ async def _enqueue(
     item_digest: str,
     batcher: str,
     url: str | None,
-) -> None:
-    """Put-if-absent the item's ledger record, then wake the bridge unless a tick will read it."""
+) -> str:
+    """Record the item once, then wake the bridge unless a tick is sure to read it."""
     bridge_url, callback = _remote_target(url)
     queue = _client.BridgeQueue(batcher, bridge_url)
     new = _record(config, interrupt_id, item, item_digest, callback)
-    items = namespace(batcher, ITEMS)
-    record = _plan(await queue.get(items, new.key), new)
-    if record is None:
-        return
-    await queue.put(items, record.key, record.to_value())
-    if not needs_wake(await queue.get(namespace(batcher, META), TICK_MARKER), time.time()):
-        return
+    steps = _enqueue_steps(new, batcher)
+    wrote, answer = False, None
+    try:
+        while True:
+            step = steps.send(answer)
+            if step[0] == "get":
+                answer = await queue.get(step[1], step[2])
+            else:
+                await queue.put(step[1], step[2], step[3])
+                wrote, answer = True, None
+    except StopIteration as done:
+        ref: str = done.value
+    if not wrote or not needs_wake(
+        await queue.get(namespace(batcher, META), TICK_MARKER), time.time()
+    ):
+        return ref
     try:
         await queue.wake()
     except ConfigError:
-        await queue.delete(items, record.key)
+        await queue.delete(namespace(batcher, ITEMS), ref)
         raise
+    return ref
 
 
 def wait_sync(item: Any, *, batcher: Any = "bridge", url: str | None = None) -> Any:
@@ -185,10 +256,11 @@ def wait_sync(item: Any, *, batcher: Any = "bridge", url: str | None = None) -> 
     config = _running_config()
     batcher = _bridge_name(batcher)
     item_digest = _check_item(item)
+    question = _question(item, batcher, item_digest)
     try:
-        return _answer(interrupt(_question(item, batcher, item_digest)))
+        return _answer(interrupt(question))
     except GraphInterrupt as exc:
-        _enqueue_sync(config, exc.args[0][0].id, item, item_digest, batcher, url)
+        question["ref"] = _enqueue_sync(config, exc.args[0][0].id, item, item_digest, batcher, url)
         raise
 
 
@@ -199,19 +271,27 @@ def _enqueue_sync(
     item_digest: str,
     batcher: str,
     url: str | None,
-) -> None:
+) -> str:
     bridge_url, callback = _remote_target(url)
     queue = _client.SyncBridgeQueue(batcher, bridge_url)
     new = _record(config, interrupt_id, item, item_digest, callback)
-    items = namespace(batcher, ITEMS)
-    record = _plan(queue.get(items, new.key), new)
-    if record is None:
-        return
-    queue.put(items, record.key, record.to_value())
-    if not needs_wake(queue.get(namespace(batcher, META), TICK_MARKER), time.time()):
-        return
+    steps = _enqueue_steps(new, batcher)
+    wrote, answer = False, None
+    try:
+        while True:
+            step = steps.send(answer)
+            if step[0] == "get":
+                answer = queue.get(step[1], step[2])
+            else:
+                queue.put(step[1], step[2], step[3])
+                wrote, answer = True, None
+    except StopIteration as done:
+        ref: str = done.value
+    if not wrote or not needs_wake(queue.get(namespace(batcher, META), TICK_MARKER), time.time()):
+        return ref
     try:
         queue.wake()
     except ConfigError:
-        queue.delete(items, record.key)
+        queue.delete(namespace(batcher, ITEMS), ref)
         raise
+    return ref

@@ -84,6 +84,7 @@ async def test_custom_rule_holds_items_until_it_says_flush(dev_server):
         "batcher": "bridge_custom",
         "digest": digest("c0"),
         "item": "c0",
+        "ref": f"{held[0]}:{question['id']}",
     }
     assert all(t["status"] == "interrupted" for t in [await client.threads.get(h) for h in held])
     release = await start(client, "agent", [{"item": "go", "bridge": "bridge_custom"}])

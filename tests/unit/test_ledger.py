@@ -17,7 +17,7 @@ from batch_bridge._store import (
     check_storable,
     digest,
 )
-from batch_bridge._wait import _plan
+from batch_bridge._wait import _enqueue_steps, _plan
 
 
 def record(**kw) -> ItemRecord:
@@ -94,21 +94,48 @@ async def test_malformed_records_are_quarantined_not_fatal():
     assert await ledger.store.aget(ledger.ns(ITEMS), "t3:i3") is None
 
 
+def run_steps(new: ItemRecord, store: dict) -> str:
+    """Drive the enqueue protocol against a dict, as the async and sync callers do."""
+    steps = _enqueue_steps(new, "bridge")
+    answer = None
+    try:
+        while True:
+            step = steps.send(answer)
+            if step[0] == "get":
+                answer = store.get((step[1], step[2]))
+            else:
+                store[(step[1], step[2])] = step[3]
+                answer = None
+    except StopIteration as done:
+        return done.value
+
+
 def test_put_if_absent_rule():
     new = record()
-    assert _plan(None, new) is new
     for status in ("queued", "batched", "result", "delivered"):
         extra = {"batch_id": "bb"} if status != "queued" else {}
         if status == "result":
             extra["result"] = {"ok": True}
-        assert _plan(record(status=status, **extra).to_value(), new) is None
+        assert _plan(record(status=status, **extra).to_value(), new.key, new) is None
     changed = record(item={"q": 2}, digest=digest({"q": 2}))
-    assert _plan(record().to_value(), changed) is changed  # still queued: refresh
+    assert _plan(record().to_value(), new.key, changed) is changed  # still queued: refresh
     with pytest.raises(ConfigError, match="same item"):
-        _plan(record(status="batched", batch_id="bb").to_value(), changed)
+        _plan(record(status="batched", batch_id="bb").to_value(), new.key, changed)
     lost = record(status="undeliverable", batch_id="bb", result={"ok": True}, attempts=3)
-    armed = _plan(lost.to_value(), new)
+    armed = _plan(lost.to_value(), new.key, new)
     assert armed is not None and armed.status == "result" and armed.attempts == 0
+
+
+def test_a_retried_run_with_a_new_interrupt_id_finds_the_first_record():
+    store: dict = {}
+    first = record(alias="same-call")
+    assert run_steps(first, store) == first.key
+    assert run_steps(first, store) == first.key and len(store) == 2  # a replay writes nothing
+    retried = record(interrupt_id="i2", alias="same-call")
+    assert run_steps(retried, store) == first.key  # the interrupt carries the first ref
+    assert len(store) == 2
+    other = record(interrupt_id="i3", alias="another-call")
+    assert run_steps(other, store) == other.key and len(store) == 4
 
 
 def test_idempotency_key_is_detected_from_the_signature():

@@ -1,0 +1,173 @@
+"""A bridge and callers for crash tests: real OpenAIBatch against the emulator, with kill points.
+
+A fault is a file in `$BB_FAULT_DIR` named after its point; it holds how many times it fires.
+The process that claims a firing (an atomic rename, so two workers never both claim one)
+SIGKILLs itself at that line, or raises when the point's name ends in `_raise`, exactly as a
+crashing worker would. Points: `caller_after_wait`, `submit_before`, `submit_after`, `poll`,
+`poll_raise`, `deliver_after` (after a resume run was created, before it was recorded).
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+from langgraph.errors import GraphInterrupt
+from langgraph.graph import START, StateGraph
+from langgraph.types import Send
+
+from batch_bridge import Bridge, _client
+from batch_bridge.providers.openai import OpenAIBatch, wrap_openai
+
+FAULT_DIR = Path(os.environ.get("BB_FAULT_DIR", "/nonexistent"))
+MODEL = "gpt-4o-mini"
+
+
+def fires(point: str) -> bool:
+    """Claim one firing of `point`; True when this process must fail there now."""
+    path = FAULT_DIR / point
+    claimed = path.with_name(f".{point}.{os.getpid()}.{uuid.uuid4().hex}")
+    try:
+        path.rename(claimed)
+    except FileNotFoundError:
+        return False
+    left = int(claimed.read_text() or "1") - 1
+    if left > 0:
+        claimed.with_name(f".{point}.next").write_text(str(left))
+        claimed.with_name(f".{point}.next").rename(path)
+    claimed.unlink()
+    with (FAULT_DIR / "fired.log").open("a") as log:
+        log.write(f"{point} {os.getpid()}\n")
+    return True
+
+
+def fail_at(point: str) -> None:
+    if fires(point):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+provider = OpenAIBatch(retry_backoff_s=0.5, max_attempts=3)
+
+
+async def submit(items: list[Any], *, idempotency_key: str | None = None) -> Any:
+    fail_at("submit_before")
+    handle = await provider.submit(items, idempotency_key=idempotency_key)
+    fail_at("submit_after")
+    return handle
+
+
+async def poll(handle: Any) -> Any:
+    fail_at("poll")
+    if fires("poll_raise"):
+        raise RuntimeError("injected poll failure")
+    return await provider.poll(handle)
+
+
+_resume = _client.resume
+
+
+async def resume(client: Any, thread_id: str, assistant_id: str, answers: dict[str, Any]) -> None:
+    await _resume(client, thread_id, assistant_id, answers)
+    fail_at("deliver_after")
+
+
+_client.resume = resume  # the kill point inside delivery
+
+bridge = Bridge(
+    submit=submit,
+    poll=poll,
+    cancel=provider.cancel,
+    max_batch_size=int(os.environ.get("BB_MAX_BATCH_SIZE", "100")),
+    max_batch_age=float(os.environ.get("BB_MAX_BATCH_AGE_S", "1")),
+    poll_interval=float(os.environ.get("BB_POLL_INTERVAL_S", "1")),
+    provider_timeout=float(os.environ.get("BB_PROVIDER_TIMEOUT_S", "20")),
+    delivery_horizon=float(os.environ.get("BB_DELIVERY_HORIZON_S", "600")),
+    safety_cron="* * * * * */5",
+)
+
+llm = wrap_openai(batcher="bridge")
+
+
+class State(TypedDict, total=False):
+    question: str
+    questions: list[str]
+    answer: str
+    answers: Annotated[list[str], operator.add]
+
+
+async def _ask(question: str) -> str:
+    try:
+        completion = await llm.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": question}]
+        )
+    except GraphInterrupt:
+        fail_at("caller_after_wait")
+        raise
+    return completion.choices[0].message.content or ""
+
+
+async def ask(state: State) -> State:
+    return {"answer": await _ask(state["question"])}
+
+
+agent = StateGraph(State).add_node(ask).add_edge(START, "ask").compile()
+
+
+def fan_out(state: State) -> list[Send]:
+    return [Send("worker", {"question": q}) for q in state["questions"]]
+
+
+async def worker(state: State) -> State:
+    return {"answers": [await _ask(state["question"])]}
+
+
+fanout = (
+    StateGraph(State).add_node(worker).add_conditional_edges(START, fan_out, ["worker"]).compile()
+)
+
+
+small_bridge = Bridge(
+    submit=submit,
+    poll=poll,
+    cancel=provider.cancel,
+    max_batch_size=3,
+    max_batch_age=1,
+    poll_interval=1,
+    provider_timeout=20,
+    safety_cron="* * * * * */5",
+    name="small_bridge",
+)
+small_llm = wrap_openai(batcher="small_bridge")
+
+
+async def small_worker(state: State) -> State:
+    completion = await small_llm.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": state["question"]}]
+    )
+    return {"answers": [completion.choices[0].message.content or ""]}
+
+
+def small_fan_out(state: State) -> list[Send]:
+    return [Send("small_worker", {"question": q}) for q in state["questions"]]
+
+
+small_fanout = (
+    StateGraph(State)
+    .add_node(small_worker)
+    .add_conditional_edges(START, small_fan_out, ["small_worker"])
+    .compile()
+)
+
+
+async def unstorable(state: State) -> State:
+    from batch_bridge import wait
+
+    bad: dict[str, Any] = {"nan": {"x": float("nan")}, "big": {"x": 2**70}, "nul": {"x": "a\0b"}}
+    return {"answer": await wait(bad[state["question"]], batcher="bridge")}
+
+
+bad_item = StateGraph(State).add_node(unstorable).add_edge(START, "unstorable").compile()

@@ -1,0 +1,255 @@
+"""Crash tests on the production engine: two langgraph-api workers on one PostgreSQL + Redis.
+
+Workers are SIGKILLed at chosen lines (see `graphs/faults.py`) and restarted, the provider
+misbehaves through the emulator's faults, records are forged or malformed. After each, every
+item must have been submitted to the provider once, every caller resumed once with its own
+answer (or a named error), and nothing lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+
+from batch_bridge import bridge_thread_id
+from batch_bridge.testing import Emulator, EmulatorServer
+from batch_bridge.testing.prodengine import ProdEngine
+from tests.conftest import start_prod_engine
+from tests.e2e.helpers import until
+
+GRAPHS = Path(__file__).resolve().parent / "graphs" / "faults.py"
+NAMES = ["bridge", "small_bridge", "agent", "fanout", "small_fanout", "bad_item"]
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(Emulator(in_progress_s=1.0)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("faults")
+    path.chmod(0o777)
+    return path
+
+
+@pytest.fixture(scope="module")
+def engine(
+    tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorServer, fault_dir: Path
+) -> Iterator[ProdEngine]:
+    env = {
+        "OPENAI_BASE_URL": emulator.base_url,
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "BB_FAULT_DIR": str(fault_dir),
+    }
+    engine = start_prod_engine(
+        tmp_path_factory.mktemp("engine"), {n: f"{GRAPHS}:{n}" for n in NAMES}, env=env
+    )
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+async def reviver(engine: ProdEngine) -> AsyncIterator[list[int]]:
+    """Restart any worker that died, as the platform would; yields the restart log."""
+    restarted: list[int] = []
+
+    async def loop() -> None:
+        while True:
+            for i, pid in enumerate(engine.pids):
+                if pid is None:
+                    await asyncio.to_thread(engine.restart, i)
+                    restarted.append(i)
+            await asyncio.sleep(0.2)
+
+    task = asyncio.create_task(loop())
+    yield restarted
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    for i, pid in enumerate(engine.pids):
+        if pid is None:
+            engine.restart(i)
+
+
+def live_client(engine: ProdEngine) -> LangGraphClient:
+    for url, pid in zip(engine.urls, engine.pids, strict=True):
+        if pid is not None:
+            return get_client(url=url)
+    raise AssertionError("no worker is running")
+
+
+def arm(fault_dir: Path, point: str, times: int = 1) -> None:
+    (fault_dir / point).write_text(str(times))
+
+
+def fired(fault_dir: Path) -> Counter[str]:
+    log = fault_dir / "fired.log"
+    lines = log.read_text().split() if log.exists() else []
+    return Counter(lines[0::2])
+
+
+def submissions(emulator: EmulatorServer) -> Counter[str]:
+    """How many provider batches that passed validation held each user message."""
+    counts: Counter[str] = Counter()
+    emu = emulator.emulator
+    with emu._lock:
+        for record in emu._batches.values():
+            if not record.errors:
+                for request in record.parsed.requests:
+                    counts[request.body["messages"][-1]["content"]] += 1
+    return counts
+
+
+async def retrying(engine: ProdEngine, call: Any) -> Any:
+    """An API call made through whichever worker is alive, again if that one dies meanwhile."""
+    for _ in range(20):
+        try:
+            return await call(live_client(engine))
+        except Exception:
+            await asyncio.sleep(0.5)
+    return await call(live_client(engine))
+
+
+async def start_callers(engine: ProdEngine, graph: str, inputs: list[dict[str, Any]]) -> list[str]:
+    client = live_client(engine)
+
+    async def one(payload: dict[str, Any]) -> str:
+        thread = await client.threads.create()
+        await client.runs.create(thread["thread_id"], graph, input=payload)
+        return str(thread["thread_id"])
+
+    return list(await asyncio.gather(*(one(p) for p in inputs)))
+
+
+async def settled(engine: ProdEngine, threads: list[str], timeout: float = 240) -> list[dict]:
+    async def check() -> list[dict] | None:
+        async def get(client: LangGraphClient) -> list[dict]:
+            return list(await asyncio.gather(*(client.threads.get(t) for t in threads)))
+
+        states = await retrying(engine, get)
+        if all(s["status"] in ("idle", "error") for s in states):
+            return states
+        return None
+
+    return await until(check, timeout=timeout, every=0.5)
+
+
+async def runs_per_thread(engine: ProdEngine, threads: list[str]) -> list[int]:
+    async def count(client: LangGraphClient) -> list[int]:
+        lists = await asyncio.gather(*(client.runs.list(t, limit=20) for t in threads))
+        return [len(runs) for runs in lists]
+
+    return list(await retrying(engine, count))
+
+
+def questions(tag: str, n: int) -> list[str]:
+    run = uuid.uuid4().hex[:6]
+    return [f"{tag} {run} q{i}" for i in range(n)]
+
+
+async def assert_exactly_once(
+    engine: ProdEngine, emulator: EmulatorServer, texts: list[str], threads: list[str]
+) -> None:
+    """Each caller answered with its own echo, resumed by one run, its item submitted once."""
+    states = await settled(engine, threads)
+    answers = [s["values"].get("answer") for s in states]
+    assert answers == [f"Echo: {t}" for t in texts], [s["status"] for s in states]
+    assert await runs_per_thread(engine, threads) == [2] * len(threads)
+    counts = submissions(emulator)
+    assert {t: counts[t] for t in texts} == dict.fromkeys(texts, 1)
+
+
+@pytest.mark.parametrize("point", ["submit_before", "submit_after", "poll", "deliver_after"])
+async def test_a_bridge_worker_killed_at_any_step_loses_and_repeats_nothing(
+    engine: ProdEngine, emulator: EmulatorServer, fault_dir: Path, reviver: list[int], point: str
+) -> None:
+    arm(fault_dir, point)
+    texts = questions(point, 30)
+    threads = await start_callers(engine, "agent", [{"question": t} for t in texts])
+    await assert_exactly_once(engine, emulator, texts, threads)
+    assert fired(fault_dir)[point] >= 1 and reviver
+
+
+async def test_a_tick_that_crashes_again_and_again_recovers_by_itself(
+    engine: ProdEngine, emulator: EmulatorServer, fault_dir: Path, reviver: list[int]
+) -> None:
+    before = fired(fault_dir)
+    arm(fault_dir, "poll", 3)
+    arm(fault_dir, "poll_raise", 3)
+    texts = questions("crash loop", 20)
+    threads = await start_callers(engine, "agent", [{"question": t} for t in texts])
+    await assert_exactly_once(engine, emulator, texts, threads)
+    after = fired(fault_dir)
+    assert after["poll"] - before["poll"] == 3 and after["poll_raise"] - before["poll_raise"] == 3
+
+
+async def test_a_caller_worker_killed_after_wait_recorded_enqueues_once(
+    engine: ProdEngine, emulator: EmulatorServer, fault_dir: Path, reviver: list[int]
+) -> None:
+    before = fired(fault_dir)["caller_after_wait"]
+    arm(fault_dir, "caller_after_wait", 2)
+    texts = questions("caller crash", 10)
+    threads = await start_callers(engine, "agent", [{"question": t} for t in texts])
+    await assert_exactly_once(engine, emulator, texts, threads)
+    assert fired(fault_dir)["caller_after_wait"] - before == 2
+
+
+async def test_parallel_waits_split_across_batches_are_submitted_once(
+    engine: ProdEngine, emulator: EmulatorServer
+) -> None:
+    texts = questions("fan", 9)
+    (thread,) = await start_callers(engine, "small_fanout", [{"questions": texts}])
+    (state,) = await settled(engine, [thread])
+    assert sorted(state["values"]["answers"]) == sorted(f"Echo: {t}" for t in texts)
+    counts = submissions(emulator)
+    assert {t: counts[t] for t in texts} == dict.fromkeys(texts, 1)
+
+
+async def test_a_lost_reply_to_batch_creation_does_not_create_a_second_batch(
+    engine: ProdEngine, emulator: EmulatorServer
+) -> None:
+    emulator.emulator.add_fault("POST /v1/batches", status=500, after=True, times=2)
+    emulator.emulator.add_fault("GET /v1/batches/{batch_id}", status=503, times=3)
+    emulator.emulator.add_fault("GET /v1/batches/{batch_id}", status=429, retry_after_s=0.5)
+    texts = questions("lost reply", 12)
+    threads = await start_callers(engine, "agent", [{"question": t} for t in texts])
+    await assert_exactly_once(engine, emulator, texts, threads)
+
+
+async def test_malformed_and_unstorable_records_never_stop_the_bridge(
+    engine: ProdEngine, emulator: EmulatorServer
+) -> None:
+    client = live_client(engine)
+    items = ("batch_bridge", "bridge", "items")
+    await client.store.put_item(items, "junk:1", {"kind": "batch_bridge.item", "status": "queued"})
+    await client.store.put_item(items, "junk:2", {"status": "result", "result": 5})
+    await client.store.put_item(
+        ("batch_bridge", "bridge", "batches"), "bb_junk", {"kind": "batch_bridge.batch"}
+    )
+    texts = questions("beside junk", 8)
+    threads = await start_callers(engine, "agent", [{"question": t} for t in texts])
+    bad = await start_callers(engine, "bad_item", [{"question": q} for q in ("nan", "big", "nul")])
+    await assert_exactly_once(engine, emulator, texts, threads)
+    for thread_id, needle in zip(bad, ("NaN", "64 bits", "NUL"), strict=True):
+        (run,) = await client.runs.list(thread_id)
+        assert run["status"] == "error"
+        joined = await client.runs.join(thread_id, run["run_id"])
+        assert needle in joined["__error__"]["message"]
+
+    async def quarantined() -> int:
+        state = await client.threads.get_state(bridge_thread_id("bridge"))
+        return int((state["values"] or {}).get("records_quarantined", 0))
+
+    assert await until(quarantined) >= 2
+    assert await client.store.get_item(items, "junk:1") is None
