@@ -32,24 +32,30 @@ __all__ = ["Batcher", "Bridge"]
 
 _DEFAULT_AGE = timedelta(minutes=1)
 _DEFAULT_POLL = timedelta(seconds=30)
-_DEFAULT_TIMEOUT = timedelta(minutes=5)
+_DEFAULT_TIMEOUT = timedelta(minutes=10)
 _DEFAULT_HORIZON = timedelta(hours=6)
+_DEFAULT_POLL_ERRORS = timedelta(hours=1)
+
+
+def _positive(value: timedelta | float, name: str) -> float:
+    seconds = _seconds(value, name)
+    if not seconds:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return seconds
 
 
 def _reliability(
     provider_timeout: timedelta | float,
     delivery_horizon: timedelta | float,
+    poll_error_horizon: timedelta | float,
     safety_cron: str | None,
 ) -> Reliability:
-    timeout = _seconds(provider_timeout, "provider_timeout")
-    horizon = _seconds(delivery_horizon, "delivery_horizon")
-    if not timeout or not horizon:
-        raise ValueError("provider_timeout and delivery_horizon must be positive")
     if safety_cron is not None and (not isinstance(safety_cron, str) or not safety_cron.strip()):
         raise ValueError(f"safety_cron must be a cron schedule or None, got {safety_cron!r}")
     return Reliability(
-        provider_timeout_s=timeout,
-        delivery=DeliveryPolicy(horizon_s=horizon),
+        provider_timeout_s=_positive(provider_timeout, "provider_timeout"),
+        poll_error_horizon_s=_positive(poll_error_horizon, "poll_error_horizon"),
+        delivery=DeliveryPolicy(horizon_s=_positive(delivery_horizon, "delivery_horizon")),
         safety_cron=safety_cron,
     )
 
@@ -76,6 +82,7 @@ class Batcher:
     exactly once (`OpenAIBatch` does this). Without it a crash mid-submit may submit twice.
     `cancel_func(batch_id)` stops a batch the bridge gives up on. `provider_timeout` bounds
     every provider call; `delivery_horizon` is how long refused resumes are retried;
+    `poll_error_horizon` how long raised poll errors count as transient;
     `safety_cron` is the schedule of the cron the bridge creates on its own thread.
     """
 
@@ -92,6 +99,7 @@ class Batcher:
         cancel_func: CancelFunc | None = None,
         provider_timeout: timedelta | float = _DEFAULT_TIMEOUT,
         delivery_horizon: timedelta | float = _DEFAULT_HORIZON,
+        poll_error_horizon: timedelta | float = _DEFAULT_POLL_ERRORS,
         safety_cron: str | None = "* * * * *",
     ) -> None:
         if not callable(submit_func) or not callable(poll_func):
@@ -103,7 +111,9 @@ class Batcher:
         self.provider = Provider(
             submit_func, poll_func, cancel_func, accepts_idempotency_key(submit_func)
         )
-        self.reliability = _reliability(provider_timeout, delivery_horizon, safety_cron)
+        self.reliability = _reliability(
+            provider_timeout, delivery_horizon, poll_error_horizon, safety_cron
+        )
         self.name = check_bridge_name(name)
         self.policy = FlushPolicy.coerce(
             max_batch_size=max_batch_size,
@@ -171,6 +181,7 @@ class Bridge(Batcher):
         cancel: CancelFunc | None = None,
         provider_timeout: timedelta | float = _DEFAULT_TIMEOUT,
         delivery_horizon: timedelta | float = _DEFAULT_HORIZON,
+        poll_error_horizon: timedelta | float = _DEFAULT_POLL_ERRORS,
         safety_cron: str | None = "* * * * *",
     ) -> None:
         super().__init__(
@@ -184,5 +195,6 @@ class Bridge(Batcher):
             cancel_func=cancel,
             provider_timeout=provider_timeout,
             delivery_horizon=delivery_horizon,
+            poll_error_horizon=poll_error_horizon,
             safety_cron=safety_cron,
         )

@@ -57,7 +57,7 @@ CRON_RECHECK_S = 600.0
 class Reliability:
     """How long the bridge keeps trying before it gives up, and on what."""
 
-    provider_timeout_s: float = 300.0
+    provider_timeout_s: float = 600.0
     """Every submit, poll and cancel call is abandoned after this long (and retried)."""
     max_submit_attempts: int = 3
     submit_backoff_s: float = 2.0
@@ -171,6 +171,7 @@ class Tick:
         self.client = _client.client_for(None)
         self.now = time.time()
         self.counts: dict[str, int] = defaultdict(int)
+        self.deliverer = Deliverer(self.ledger, reliability.delivery, self.now)
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -271,7 +272,8 @@ class Tick:
             header.next_poll_at = time.time() + self.policy.poll_interval_s
             await self.ledger.put_header(header)
             return
-        await self.finish(header, outcome)
+        done = await self.finish(header, outcome)
+        await self.deliverer.run(done)  # now, not after slower batches of this tick
 
     async def _poll_failed(self, header: BatchHeader, exc: Exception) -> None:
         """Raised errors are transient for a while: the provider batch may still be running."""
@@ -300,7 +302,9 @@ class Tick:
         message = f"Batch {header.batch_id!r} was given up: {reason}"
         await self.finish(header, batch_failed(message, header.size))
 
-    async def finish(self, header: BatchHeader, envelopes: list[dict[str, Any]]) -> None:
+    async def finish(
+        self, header: BatchHeader, envelopes: list[dict[str, Any]]
+    ) -> list[ItemRecord]:
         """Record each member's result, then drop the batch; delivery reads the ledger."""
         keys, records = await self._members(header)
         done = []
@@ -314,6 +318,7 @@ class Tick:
             self.counts["items_completed" if envelope.get("ok") else "items_failed"] += 1
         await self.ledger.put_items(done)
         await self.ledger.delete_batch(header.batch_id)
+        return done
 
     async def flush(self, force: bool, last_flushed_at: float) -> tuple[list[ItemRecord], bool]:
         """Turn queued items into batches; returns the items still queued and if it flushed."""
@@ -399,9 +404,7 @@ class Tick:
         if flushed:
             last_flushed = self.now
 
-        results = await self.ledger.items("result")
-        deliverer = Deliverer(self.ledger, self.rel.delivery, self.now)
-        await deliverer.run(results)
+        await self.deliverer.run(await self.ledger.items("result"))
         await self._purge()
 
         in_flight = await self.ledger.headers()
@@ -447,7 +450,7 @@ class Tick:
             "next_tick_in_s": delay,
             "ticks": state.get("ticks", 0) + 1,
         }
-        self.counts["items_delivered"] += deliverer.delivered
+        self.counts["items_delivered"] += self.deliverer.delivered
         self.counts["records_quarantined"] += self.ledger.quarantined
         previous: dict[str, Any] = dict(state)
         totals = (

@@ -1,12 +1,16 @@
 """Turns bridge items into batch-file request lines and packs them into provider files.
 
 Kept free of any SDK so the packing rules (one endpoint and one model per file, request,
-byte and token limits) can be reasoned about and tested on their own.
+byte and token limits) and the names derived from a batch key can be reasoned about and
+tested on their own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,13 +19,50 @@ __all__ = [
     "ENDPOINTS",
     "Chunk",
     "Request",
+    "batch_key",
     "build_request",
+    "custom_id",
     "estimate_tokens",
+    "file_name",
+    "file_pattern",
     "pack",
 ]
 
 ENDPOINTS: tuple[str, ...] = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings")
 """Batch endpoints the OpenAI adapter accepts."""
+
+_VERBATIM_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def batch_key(idempotency_key: str | None) -> str:
+    """The prefix of a batch's custom ids and file names: random, or a pure function of the key.
+
+    A caller's key of at most 40 letters, digits, `_` and `-` (e.g. `bb_3f2a9c0d1e4b`) is used
+    as it is; any other is hashed. Either way `custom_id(key, index)` stays within OpenAI's
+    64 characters of `[a-zA-Z0-9_-]`.
+    """
+    if idempotency_key is None:
+        return f"bb{uuid.uuid4().hex[:16]}"
+    if not isinstance(idempotency_key, str):
+        raise TypeError(f"idempotency_key must be a str, got {type(idempotency_key).__name__}")
+    if _VERBATIM_KEY.fullmatch(idempotency_key):
+        return idempotency_key
+    return "bbk" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+
+
+def custom_id(key: str, index: int) -> str:
+    """The custom_id of the item at `index` of the bridge batch."""
+    return f"{key}-{index}"
+
+
+def file_name(key: str, origin: int, attempt: int) -> str:
+    """The input file of part `origin` (attempt 0), or of its unfinished rows at `attempt`."""
+    return f"{key}-{origin}.jsonl" if attempt == 0 else f"{key}-{origin}-r{attempt}.jsonl"
+
+
+def file_pattern(key: str) -> re.Pattern[str]:
+    """Matches every name `file_name` gives for `key`, and no name of another key."""
+    return re.compile(re.escape(key) + r"-\d+(?:-r\d+)?\.jsonl")
 
 
 def estimate_tokens(text: str) -> int:

@@ -1,4 +1,4 @@
-"""OpenAI Batch API adapter: `submit`/`poll` for the bridge, and a drop-in batched client.
+"""OpenAI Batch API adapter: `submit`/`poll`/`cancel` for the bridge, and a drop-in client.
 
 `OpenAIBatch` turns a list of bridge items into as few provider batches as the API's
 limits allow and hides the Batch API's failure modes (out-of-order output, per-line
@@ -8,25 +8,44 @@ files) behind the bridge's contract: one result or one exception per item, in or
 Everything it needs between polls lives in the JSON handle (file ids, item indices,
 attempt counters, `not_before` timestamps), never the request bodies, so a handle stays
 small whatever the batch size and survives a restart of the process polling it.
+
+Creating things at the provider is idempotent. Every input file is named, and every
+batch tagged with metadata, after the handle's key, the part and the attempt; before
+creating one the adapter looks for it, so a `submit` retried with the same
+`idempotency_key`, or a poll replayed from the same handle after a crash, adopts what the
+interrupted call created instead of submitting the items again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import json
+import math
+import random
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import openai
-from openai.types import CreateEmbeddingResponse
+from openai.pagination import AsyncCursorPage
+from openai.types import Batch, CreateEmbeddingResponse, FileObject
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from batch_bridge.errors import BatchFailedError, BatchItemError, ConfigError
-from batch_bridge.providers._packing import ENDPOINTS, build_request, estimate_tokens, pack
+from batch_bridge.errors import BatchFailedError, BatchItemError, ConfigError, ProviderError
+from batch_bridge.providers._packing import (
+    ENDPOINTS,
+    batch_key,
+    build_request,
+    custom_id,
+    estimate_tokens,
+    file_name,
+    file_pattern,
+    pack,
+)
 from batch_bridge.types import Pending
 
 __all__ = ["BatchedAsyncOpenAI", "OpenAIBatch", "wrap_openai"]
@@ -36,6 +55,7 @@ Handle: TypeAlias = dict[str, Any]
 Part: TypeAlias = dict[str, Any]
 """One provider file and its successive batches; see `_new_part` for the fields."""
 WaitFunc: TypeAlias = Callable[..., Awaitable[Any]]
+_T = TypeVar("_T")
 
 RETRYABLE: tuple[type[Exception], ...] = (
     openai.APIConnectionError,
@@ -45,18 +65,32 @@ RETRYABLE: tuple[type[Exception], ...] = (
 """Transport failures a later poll may get past; the handle is kept as it was."""
 
 _RUNNING = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
+_CANCELLABLE = frozenset({"validating", "in_progress", "finalizing"})
 _UNFINISHED_CODES = frozenset({"batch_expired", "batch_cancelled"})
 _END_CODES = {"expired": "batch_expired", "cancelled": "batch_cancelled"}
 _HANDLE_VERSION = 1
 _CACHED_FILES = 16
+
+_KEY_TAG = "batch_bridge_key"
+_PART_TAG = "batch_bridge_part"
+_ATTEMPT_TAG = "batch_bridge_attempt"
+_MAX_USER_METADATA = 16 - 3
+"""OpenAI allows 16 metadata pairs per batch; the adapter adds the three tags above."""
+
+_BATCH_PAGE = 100
+_FILE_PAGE = 1_000
+_MAX_LIST_PAGES = 10
+"""How far a look for earlier batches (100 a page) and files (1,000 a page) reads at most."""
+_MAX_RETRY_AFTER_S = 120.0
+"""The SDK does not retry when the server asks to wait longer than this; neither do we."""
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _custom_id(key: str, index: int) -> str:
-    return f"{key}-{index}"
+def _tags(key: str, origin: int, attempt: int) -> dict[str, str]:
+    return {_KEY_TAG: key, _PART_TAG: str(origin), _ATTEMPT_TAG: str(attempt)}
 
 
 def _new_part(
@@ -67,6 +101,7 @@ def _new_part(
     tokens: int,
     file: str,
     attempt: int,
+    origin: int,
     state: Literal["waiting", "failed"] = "waiting",
     not_before: int = 0,
     error: str = "",
@@ -76,6 +111,9 @@ def _new_part(
 
     `state` moves waiting → running → done, or back to waiting for a retry, or to failed.
     `gate` = 1 makes a waiting part start only once no other part of its model runs.
+    `origin` is the number of the submitted part this one descends from (itself, or the
+    part whose unfinished rows it resubmits); with `attempt` it names the part's input
+    file and tags its batch, and no two batches of one handle share the pair.
     """
     return {
         "url": url,
@@ -84,6 +122,7 @@ def _new_part(
         "tokens": tokens,
         "file": file,
         "attempt": attempt,
+        "origin": origin,
         "state": state,
         "batch": "",
         "batches": [],
@@ -104,6 +143,8 @@ def _load(handle: Any) -> Handle:
     for field in ("key", "n", "pre", "parts"):
         if field not in state:
             raise ValueError(f"OpenAIBatch handle lacks {field!r}")
+    for number, part in enumerate(state["parts"]):
+        part.setdefault("origin", number)
     return state
 
 
@@ -116,20 +157,58 @@ def _status_error(exc: openai.APIStatusError) -> tuple[str, str]:
     return message, code
 
 
-def _row_result(row: Mapping[str, Any], custom_id: str) -> Any:
+def _retry_after_s(headers: Mapping[str, str]) -> float | None:
+    for name, divisor in (("retry-after-ms", 1000), ("retry-after", 1)):
+        try:
+            return float(headers[name]) / divisor
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def _retry_delay(exc: openai.APIError, tries: int) -> float | None:
+    """Seconds to wait before trying a call again, as the SDK would; None: it would not."""
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        headers = exc.response.headers
+        if headers.get("x-should-retry") == "false":
+            return None
+        if status not in (408, 409, 429) and status < 500:
+            return None
+        wait_s = _retry_after_s(headers)
+        if wait_s is not None and math.isfinite(wait_s):
+            if wait_s > _MAX_RETRY_AFTER_S:
+                return None
+            if wait_s > 0:
+                return wait_s
+    elif not isinstance(exc, openai.APIConnectionError):
+        return None
+    return min(0.5 * 2.0**tries, 8.0) * (1 - 0.25 * random.random())
+
+
+def _may_have_acted(exc: openai.APIError) -> bool:
+    """Whether the provider may have carried out a create call that failed this way.
+
+    A 429 refuses the call before it runs; a timeout, a dropped connection or a 5xx may
+    come after the provider created the batch or file.
+    """
+    return not (isinstance(exc, openai.APIStatusError) and exc.status_code == 429)
+
+
+def _row_result(row: Mapping[str, Any], cid: str) -> Any:
     """An output or error-file line as the caller's result: the response body, or its error."""
     error = row.get("error")
     if isinstance(error, Mapping):
         return BatchItemError(
             str(error.get("message") or "OpenAI reported an error for this request"),
-            item_id=custom_id,
+            item_id=cid,
             code=str(error.get("code") or "request_failed"),
         )
     response = row.get("response")
     if not isinstance(response, Mapping):
         return BatchItemError(
             "OpenAI returned a result line without a response",
-            item_id=custom_id,
+            item_id=cid,
             code="no_response",
         )
     status = response.get("status_code")
@@ -140,7 +219,7 @@ def _row_result(row: Mapping[str, Any], custom_id: str) -> Any:
     detail = detail if isinstance(detail, Mapping) else {}
     return BatchItemError(
         str(detail.get("message") or f"OpenAI answered HTTP {status} for this request"),
-        item_id=custom_id,
+        item_id=cid,
         code=str(detail.get("code") or detail.get("type") or status),
     )
 
@@ -150,7 +229,7 @@ def _is_unfinished(row: Mapping[str, Any]) -> bool:
     return isinstance(error, Mapping) and error.get("code") in _UNFINISHED_CODES
 
 
-def _files_ready(batch: openai.types.Batch) -> bool:
+def _files_ready(batch: Batch) -> bool:
     """False while the request counts promise rows but no file id to read them from yet."""
     counts = batch.request_counts
     if counts is None:
@@ -160,7 +239,7 @@ def _files_ready(batch: openai.types.Batch) -> bool:
     return not (counts.failed > 0 and not (batch.output_file_id or batch.error_file_id))
 
 
-def _rows_short(batch: openai.types.Batch, found: int) -> bool:
+def _rows_short(batch: Batch, found: int) -> bool:
     """A completed batch with fewer rows than counted and a file id still null: not ready."""
     counts = batch.request_counts
     if batch.status != "completed" or counts is None:
@@ -170,12 +249,89 @@ def _rows_short(batch: openai.types.Batch, found: int) -> bool:
     return found < counts.completed + counts.failed
 
 
+class _Earlier:
+    """What earlier, interrupted calls for one key left at the provider, listed once per call.
+
+    Batches are matched by their tags (key, part, attempt), input files by name. With
+    `eager`, the adapter looks before every create (a retried submit, any poll); without,
+    only after a create failed in a way that may have created the thing anyway.
+    """
+
+    def __init__(self, adapter: OpenAIBatch, key: str, *, eager: bool) -> None:
+        self._adapter = adapter
+        self.key = key
+        self.eager = eager
+        self._batches: list[Batch] | None = None
+        self._files: list[FileObject] | None = None
+
+    async def all_batches(self, *, fresh: bool = False) -> list[Batch]:
+        """Batches tagged with this key, oldest first."""
+        if fresh or self._batches is None:
+            first = await self._adapter.client.batches.list(limit=_BATCH_PAGE)
+            listed = await self._adapter._recent(first)
+            self._batches = [
+                batch
+                for batch in reversed(listed)
+                if (batch.metadata or {}).get(_KEY_TAG) == self.key
+            ]
+        return self._batches
+
+    async def all_files(self, *, fresh: bool = False) -> list[FileObject]:
+        """Input files named after this key, oldest first."""
+        if fresh or self._files is None:
+            first = await self._adapter.client.files.list(
+                purpose="batch", order="desc", limit=_FILE_PAGE
+            )
+            listed = await self._adapter._recent(first)
+            pattern = file_pattern(self.key)
+            self._files = [f for f in reversed(listed) if pattern.fullmatch(f.filename)]
+        return self._files
+
+    async def batch(self, origin: int, attempt: int, *, fresh: bool = False) -> Batch | None:
+        """The first batch created for this part and attempt, if any."""
+        if not (self.eager or fresh):
+            return None
+        wanted = _tags(self.key, origin, attempt)
+        for batch in await self.all_batches(fresh=fresh):
+            metadata = batch.metadata or {}
+            if all(metadata.get(tag) == value for tag, value in wanted.items()):
+                return batch
+        return None
+
+    async def file(self, name: str, size: int, *, fresh: bool = False) -> FileObject | None:
+        """The first uploaded file of this name and size; ones of another size are deleted."""
+        if not (self.eager or fresh):
+            return None
+        found = None
+        for uploaded in await self.all_files(fresh=fresh):
+            if uploaded.filename != name:
+                continue
+            if uploaded.bytes == size and uploaded.status != "error":
+                if found is None:
+                    found = uploaded
+            else:
+                await self._adapter._delete_file(uploaded.id)
+        return found
+
+
 class OpenAIBatch:
-    """Submit/poll functions for the OpenAI Batch API, as the bridge expects them.
+    """Submit/poll/cancel functions for the OpenAI Batch API, as the bridge expects them.
 
     Items are `{"url": "/v1/chat/completions" | "/v1/responses" | "/v1/embeddings",
     "body": {...request arguments, including "model"...}}`; each result is the response
     body dict (e.g. the ChatCompletion JSON) or a `BatchItemError` for that item alone.
+
+    Every SDK request is bounded by `timeout_s` (the per-attempt HTTP timeout; the SDK
+    client's `max_retries`, which honour `retry-after`, come on top). Creating calls are
+    not retried blindly: after a failure that may have created the batch or file anyway,
+    the adapter waits as the SDK would and looks for it before creating it again.
+
+    A look for earlier batches or files reads the provider's lists newest first, and stops
+    at entries created more than `lookback_s` before the newest one listed, or after ten
+    pages (1,000 batches, 10,000 files), whichever comes first: a retry must come within
+    that window to be recognised. Without an `idempotency_key`, `submit` looks only after
+    an ambiguous failure; `poll` looks before each batch it creates (retries and
+    resubmissions), since it may be replaying a poll that crashed after creating it.
     """
 
     def __init__(
@@ -189,6 +345,8 @@ class OpenAIBatch:
         max_attempts: int = 3,
         retry_backoff_s: float = 60.0,
         metadata: Mapping[str, str] | None = None,
+        timeout_s: float | None = 120.0,
+        lookback_s: float = 48 * 3600.0,
     ) -> None:
         for name, value in (
             ("max_requests_per_file", max_requests_per_file),
@@ -210,23 +368,34 @@ class OpenAIBatch:
                     "enqueued_token_budget must be a positive int or a {model: int} mapping, "
                     f"got {enqueued_token_budget!r}"
                 )
-        if (
-            isinstance(retry_backoff_s, bool)
-            or not isinstance(retry_backoff_s, int | float)
-            or retry_backoff_s < 0
+        for name, number in (("retry_backoff_s", retry_backoff_s), ("lookback_s", lookback_s)):
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, int | float)
+                or not 0 <= number < math.inf
+            ):
+                raise ConfigError(f"{name} must be a non-negative number, got {number!r}")
+        if timeout_s is not None and (
+            isinstance(timeout_s, bool)
+            or not isinstance(timeout_s, int | float)
+            or not 0 < timeout_s < math.inf
         ):
             raise ConfigError(
-                f"retry_backoff_s must be a non-negative number, got {retry_backoff_s!r}"
+                f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}"
             )
         if metadata is not None and (
-            len(metadata) > 15
+            len(metadata) > _MAX_USER_METADATA
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
         ):
             raise ConfigError(
-                f"metadata must map str to str, at most 15 keys (the adapter adds one), "
-                f"got {metadata!r}"
+                f"metadata must map str to str, at most {_MAX_USER_METADATA} keys (the adapter "
+                f"adds three), got {metadata!r}"
             )
+        self.timeout_s = None if timeout_s is None else float(timeout_s)
+        if client is not None and self.timeout_s is not None:
+            client = client.with_options(timeout=self.timeout_s)
         self._client = client
+        self._quiet: tuple[openai.AsyncOpenAI, openai.AsyncOpenAI] | None = None
         self.completion_window = completion_window
         self.max_requests_per_file = max_requests_per_file
         self.max_bytes_per_file = max_bytes_per_file
@@ -237,6 +406,7 @@ class OpenAIBatch:
         )
         self.max_attempts = max_attempts
         self.retry_backoff_s = float(retry_backoff_s)
+        self.lookback_s = float(lookback_s)
         self.metadata = dict(metadata or {})
         self._rows: OrderedDict[str, dict[str, dict[str, Any]]] = OrderedDict()
 
@@ -244,26 +414,45 @@ class OpenAIBatch:
     def client(self) -> openai.AsyncOpenAI:
         """The SDK client, created on first use so that importing needs no API key."""
         if self._client is None:
-            self._client = openai.AsyncOpenAI()
+            if self.timeout_s is None:
+                self._client = openai.AsyncOpenAI()
+            else:
+                self._client = openai.AsyncOpenAI(timeout=self.timeout_s)
         return self._client
+
+    def _quiet_client(self) -> openai.AsyncOpenAI:
+        """The client without SDK retries, for calls that create things."""
+        client = self.client
+        if self._quiet is None or self._quiet[0] is not client:
+            self._quiet = (client, client.with_options(max_retries=0))
+        return self._quiet[1]
 
     def _budget(self, model: str) -> int | None:
         if isinstance(self.enqueued_token_budget, dict):
             return self.enqueued_token_budget.get(model)
         return self.enqueued_token_budget
 
-    async def submit(self, items: Sequence[Any]) -> Handle:
+    async def submit(self, items: Sequence[Any], *, idempotency_key: str | None = None) -> Handle:
         """Upload one file per (endpoint, model, limit) part and start what the budget allows.
 
         Malformed items are refused here, alone, and reported by `poll`. Transport errors
         raise (nothing was started yet); a failure after the first batch started leaves
         the remaining parts waiting for `poll` instead, so no started batch is orphaned.
+
+        With an `idempotency_key`, the handle's key, custom ids (`<key>-<index>`), file
+        names and batch tags are pure functions of it and the items, and the files and
+        batches an interrupted call with the same key and items already created are
+        reused: a retry returns an equivalent handle and submits no item twice (a batch
+        found for a part but made from other requests raises a non-retryable
+        `ProviderError`). Without one, the key is random, nothing is looked up beforehand,
+        and a submit that raises deletes the files it uploaded.
         """
-        key = f"bb{uuid.uuid4().hex[:16]}"
+        key = batch_key(idempotency_key)
+        earlier = _Earlier(self, key, eager=idempotency_key is not None)
         pre: list[list[Any]] = []
         requests = []
         for index, item in enumerate(items):
-            built = build_request(index, _custom_id(key, index), item)
+            built = build_request(index, custom_id(key, index), item)
             if isinstance(built, str):
                 pre.append([index, built, "invalid_request"])
             elif built.size > self.max_bytes_per_file:
@@ -285,17 +474,29 @@ class OpenAIBatch:
         )
         parts: list[Part] = []
         for number, chunk in enumerate(chunks):
-            file_id = await self._upload(f"{key}-{number}", chunk.content())
-            parts.append(
-                _new_part(
-                    url=chunk.url,
-                    model=chunk.model,
-                    ids=[r.index for r in chunk.requests],
-                    tokens=chunk.tokens,
-                    file=file_id,
-                    attempt=0,
-                )
+            part = _new_part(
+                url=chunk.url,
+                model=chunk.model,
+                ids=[r.index for r in chunk.requests],
+                tokens=chunk.tokens,
+                file="",
+                attempt=0,
+                origin=number,
             )
+            content = chunk.content()
+            batch = await earlier.batch(number, 0)
+            if batch is not None:
+                await self._check_adopted(batch, key, number, chunk.url, len(content))
+                part.update(state="running", batch=batch.id, file=batch.input_file_id)
+                part["batches"].append(batch.id)
+            else:
+                try:
+                    part["file"] = await self._upload(earlier, file_name(key, number, 0), content)
+                except Exception:
+                    if not earlier.eager:  # a random key: no retry will ever reuse them
+                        await self._drop_uploads(parts)
+                    raise
+            parts.append(part)
         handle: Handle = {
             "v": _HANDLE_VERSION,
             "key": key,
@@ -303,38 +504,216 @@ class OpenAIBatch:
             "pre": pre,
             "parts": parts,
         }
-        await self._start_waiting(handle, _now_ms(), strict=True)
+        try:
+            await self._start_waiting(handle, earlier, _now_ms(), strict=True)
+        except Exception:
+            if not earlier.eager:
+                await self._drop_uploads(parts)
+            raise
         return handle
+
+    async def _check_adopted(
+        self, batch: Batch, key: str, number: int, url: str, size: int
+    ) -> None:
+        """Refuse to adopt a batch made from other requests than this submit's part."""
+        try:
+            held = await self.client.files.retrieve(batch.input_file_id)
+        except openai.NotFoundError:
+            held = None
+        if batch.endpoint != url or (held is not None and held.bytes != size):
+            found = f"{batch.endpoint} from {held.bytes if held else '?'} bytes"
+            raise ProviderError(
+                f"OpenAI already holds batch {batch.id} for key {key!r} part {number} "
+                f"({found}), but this submit's part is {url} from {size} bytes; a retried "
+                "submit must pass the same items, in the same order, with the same adapter "
+                "settings",
+                provider="openai",
+                retryable=False,
+            )
+
+    async def _drop_uploads(self, parts: list[Part]) -> None:
+        """Best effort: delete the input files of a submit that failed before any batch."""
+        for part in parts:
+            if part["file"] and part["state"] == "waiting":
+                await self._delete_file(part["file"])
 
     async def poll(self, handle: Handle) -> Pending | list[Any] | BaseException | None:
         """Advance every part; results in item order once all parts are done or failed.
 
         Returns `Pending(new_handle)` whenever the handle changed (a part finished, was
-        retried or started), so a restarted poll never redoes finished work.
+        retried or started), so a restarted poll never redoes finished work. Input files
+        of parts that ended are deleted once a handle recording the end comes back, and
+        all of them when the results are returned.
         """
         try:
             state = _load(handle)
         except ValueError as exc:
             return BatchFailedError(str(exc), code="bad_handle")
         now = _now_ms()
+        earlier = _Earlier(self, state["key"], eager=True)
         try:
+            await self._drop_inputs(state)
             for part in list(state["parts"]):
                 if part["state"] == "running":
-                    await self._check_or_retry(state, part, now)
-            await self._start_waiting(state, now, strict=False)
+                    await self._check_or_retry(state, earlier, part, now)
+            await self._start_waiting(state, earlier, now, strict=False)
             if all(p["state"] in ("done", "failed") for p in state["parts"]):
-                return await self._results(state)
+                results = await self._results(state)
+                await self._drop_inputs(state)
+                return results
         except RETRYABLE:
             pass
         return None if state == handle else Pending(state)
 
-    async def _upload(self, name: str, content: bytes) -> str:
-        uploaded = await self.client.files.create(
-            file=(f"{name}.jsonl", content, "application/jsonl"), purpose="batch"
+    async def cancel(self, handle: Handle) -> None:
+        """Cancel every batch of this handle still running, and delete its input files.
+
+        Idempotent: batches already ended, cancelled or gone and files already deleted are
+        skipped. Batches an interrupted call created but the handle does not name yet are
+        found by their key tag and cancelled too. Raises the SDK's error when the provider
+        cannot be reached, so that the caller may try again.
+
+        Cancelling takes the provider a while (`cancelling` → `cancelled`, up to minutes
+        at OpenAI). The handle should not be polled afterwards; if it is, it returns None
+        while a batch is cancelling, then the rows that finished before the cancel and a
+        `BatchFailedError` for every other item, since their input files are gone.
+        """
+        state = _load(handle)
+        earlier = _Earlier(self, state["key"], eager=True)
+        listed = {batch.id: batch.status for batch in await earlier.all_batches()}
+        named = {p["batch"] for p in state["parts"] if p["state"] == "running" and p["batch"]}
+        for batch_id in sorted(named | set(listed)):
+            status = listed.get(batch_id)
+            if status is None:
+                try:
+                    status = (await self.client.batches.retrieve(batch_id)).status
+                except openai.NotFoundError:
+                    continue
+            if status not in _CANCELLABLE:
+                continue
+            # A batch that ended (or vanished) between the look and the cancel is refused.
+            with contextlib.suppress(
+                openai.NotFoundError, openai.ConflictError, openai.BadRequestError
+            ):
+                await self.client.batches.cancel(batch_id)
+        files = {p["file"] for p in state["parts"] if p["file"]}
+        files.update(uploaded.id for uploaded in await earlier.all_files())
+        for file_id in sorted(files):
+            await self._delete_file(file_id, strict=True)
+
+    async def _recent(self, first: AsyncCursorPage[_T]) -> list[_T]:
+        """A newest-first list read as far back as `lookback_s` and `_MAX_LIST_PAGES` allow."""
+        items: list[_T] = []
+        newest: int | None = None
+        pages = 0
+        async for page in first.iter_pages():
+            for item in page.data:
+                created = int(getattr(item, "created_at", 0))
+                newest = created if newest is None else newest
+                if created < newest - self.lookback_s:
+                    return items
+                items.append(item)
+            pages += 1
+            if pages >= _MAX_LIST_PAGES:
+                break
+        return items
+
+    async def _create_once(
+        self,
+        create: Callable[[openai.AsyncOpenAI], Awaitable[_T]],
+        find: Callable[[], Awaitable[_T | None]],
+    ) -> _T:
+        """`create`, retried like the SDK would, but never blindly.
+
+        After a failure that may have created the thing anyway (a timeout, a dropped
+        connection, a 5xx), it waits the SDK's backoff (or `retry-after`), then `find`s;
+        if found, that is the answer; if the look itself fails, the original error is
+        raised rather than risking a duplicate.
+        """
+        retries = self.client.max_retries
+        tries = 0
+        while True:
+            try:
+                return await create(self._quiet_client())
+            except (openai.APIConnectionError, openai.APIStatusError) as exc:
+                delay = _retry_delay(exc, tries)
+                again = delay is not None and tries < retries
+                if again and delay:
+                    await asyncio.sleep(delay)
+                if delay is not None and _may_have_acted(exc):
+                    try:
+                        found = await find()
+                    except openai.APIError:
+                        raise exc from None
+                    if found is not None:
+                        return found
+                if not again:
+                    raise
+                tries += 1
+
+    async def _upload(self, earlier: _Earlier, name: str, content: bytes) -> str:
+        """The id of an input file with this name and content: found, or uploaded now."""
+        found = await earlier.file(name, len(content))
+        if found is not None:
+            return found.id
+
+        async def create(client: openai.AsyncOpenAI) -> FileObject:
+            return await client.files.create(
+                file=(name, content, "application/jsonl"), purpose="batch"
+            )
+
+        uploaded = await self._create_once(
+            create, lambda: earlier.file(name, len(content), fresh=True)
         )
         return uploaded.id
 
-    async def _start_waiting(self, state: Handle, now: int, *, strict: bool) -> None:
+    async def _delete_file(self, file_id: str, *, strict: bool = False) -> bool:
+        """Delete an input file; False if a later try might succeed where this one failed.
+
+        A refusal is final (a file the provider will not delete is left alone); a transport
+        failure returns False, or with `strict` raises, so that the caller may try again.
+        """
+        try:
+            await self.client.files.delete(file_id)
+        except RETRYABLE:
+            if strict:
+                raise
+            return False
+        except openai.APIError:
+            pass
+        return True
+
+    async def _drop_inputs(self, state: Handle) -> None:
+        """Delete the input files of ended parts, best effort.
+
+        Safe because a part's input file is only read while it runs (to resubmit rows its
+        batch left unfinished, or to retry it): by the time the bridge hands back a handle
+        where the part is done or failed, a replayed poll can no longer need it.
+        """
+        for part in state["parts"]:
+            ended = part["state"] in ("done", "failed")
+            if ended and part["file"] and await self._delete_file(part["file"]):
+                part["file"] = ""
+
+    async def _create_batch(self, earlier: _Earlier, key: str, part: Part) -> Batch:
+        origin, attempt = part["origin"], part["attempt"]
+        found = await earlier.batch(origin, attempt)
+        if found is not None:
+            return found
+
+        async def create(client: openai.AsyncOpenAI) -> Batch:
+            return await client.batches.create(
+                completion_window=self.completion_window,  # type: ignore[arg-type]
+                endpoint=part["url"],
+                input_file_id=part["file"],
+                metadata={**self.metadata, **_tags(key, origin, attempt)},
+            )
+
+        return await self._create_once(create, lambda: earlier.batch(origin, attempt, fresh=True))
+
+    async def _start_waiting(
+        self, state: Handle, earlier: _Earlier, now: int, *, strict: bool
+    ) -> None:
         """Create batches for waiting parts, first come first served per model and budget.
 
         With `strict`, an API refusal before any batch started is raised (used by submit).
@@ -355,18 +734,21 @@ class OpenAIBatch:
                 blocked.add(model)
                 continue
             try:
-                batch = await self.client.batches.create(
-                    completion_window=self.completion_window,  # type: ignore[arg-type]
-                    endpoint=part["url"],
-                    input_file_id=part["file"],
-                    metadata={**self.metadata, "batch_bridge_key": state["key"]},
-                )
+                batch = await self._create_batch(earlier, state["key"], part)
             except openai.APIStatusError as exc:
                 if strict and not started:
                     raise
                 if isinstance(exc, RETRYABLE):
                     return
                 message, code = _status_error(exc)
+                if isinstance(exc, openai.NotFoundError):
+                    part.update(
+                        state="failed",
+                        error=f"OpenAI has no input file {part['file']} for this batch any "
+                        f"more (deleted, e.g. by cancel()): {message}",
+                        code="input_file_missing",
+                    )
+                    continue
                 message = f"OpenAI refused to create the batch: {message}"
                 self._retry_or_fail(part, message, code, now)
                 continue
@@ -375,7 +757,7 @@ class OpenAIBatch:
                     raise
                 return
             started = True
-            part.update(state="running", batch=batch.id, gate=0)
+            part.update(state="running", batch=batch.id, file=batch.input_file_id, gate=0)
             part["batches"].append(batch.id)
             enqueued[model] = used + part["tokens"]
 
@@ -402,7 +784,7 @@ class OpenAIBatch:
                 code=code,
             )
 
-    async def _check_or_retry(self, state: Handle, part: Part, now: int) -> None:
+    async def _check_or_retry(self, state: Handle, earlier: _Earlier, part: Part, now: int) -> None:
         """`_check`, retrying the part from its input file if OpenAI refuses a call for good.
 
         A vanished batch or result file (404) or a refused download would otherwise fail
@@ -410,7 +792,7 @@ class OpenAIBatch:
         """
         batch_id = part["batch"]
         try:
-            await self._check(state, part, now)
+            await self._check(state, earlier, part, now)
         except openai.APIStatusError as exc:
             if isinstance(exc, RETRYABLE):
                 raise
@@ -418,7 +800,7 @@ class OpenAIBatch:
             message = f"OpenAI refused a call about batch {batch_id}: {message}"
             self._retry_or_fail(part, message, code, now)
 
-    async def _check(self, state: Handle, part: Part, now: int) -> None:
+    async def _check(self, state: Handle, earlier: _Earlier, part: Part, now: int) -> None:
         """Look at one running part's batch and move the part on if the batch has ended.
 
         All downloads and uploads happen before the part is changed, so a transport error
@@ -449,11 +831,11 @@ class OpenAIBatch:
         finished: list[int] = []
         missing: list[int] = []
         for index in part["ids"]:
-            row = rows.get(_custom_id(key, index))
+            row = rows.get(custom_id(key, index))
             (finished if row is not None and not _is_unfinished(row) else missing).append(index)
         if missing and _rows_short(batch, len(finished)):
             return
-        rest = await self._requeue(state, part, missing, batch, now) if missing else []
+        rest = await self._requeue(state, earlier, part, missing, batch, now) if missing else []
         part.update(
             state="done",
             batch="",
@@ -464,7 +846,13 @@ class OpenAIBatch:
         state["parts"].extend(rest)
 
     async def _requeue(
-        self, state: Handle, part: Part, missing: list[int], batch: openai.types.Batch, now: int
+        self,
+        state: Handle,
+        earlier: _Earlier,
+        part: Part,
+        missing: list[int],
+        batch: Batch,
+        now: int,
     ) -> list[Part]:
         """New parts for requests an ended batch left unfinished: retried, or failed for good."""
         attempt = part["attempt"]
@@ -473,7 +861,7 @@ class OpenAIBatch:
             f"OpenAI batch {batch.id} ended {batch.status!r} before {len(missing)} of its "
             f"{len(part['ids'])} requests finished"
         )
-        common = {"url": part["url"], "model": part["model"]}
+        common = {"url": part["url"], "model": part["model"], "origin": part["origin"]}
         if attempt + 1 >= self.max_attempts:
             gave_up = _new_part(
                 **common,
@@ -486,14 +874,19 @@ class OpenAIBatch:
                 code=code,
             )
             return [gave_up]
-        wanted = {_custom_id(state["key"], i): i for i in missing}
-        content = await self.client.files.content(part["file"])
+        wanted = {custom_id(state["key"], i): i for i in missing}
         lines: dict[int, str] = {}
-        for line in content.text.splitlines():
-            if line.strip():
-                index = wanted.get(json.loads(line).get("custom_id"))
-                if index is not None:
-                    lines[index] = line
+        try:
+            content = await self.client.files.content(part["file"])
+        except openai.NotFoundError:
+            gone = "is gone (deleted, e.g. by cancel())"
+        else:
+            gone = "no longer holds them"
+            for line in content.text.splitlines():
+                if line.strip():
+                    index = wanted.get(json.loads(line).get("custom_id"))
+                    if index is not None:
+                        lines[index] = line
         parts: list[Part] = []
         absent = [i for i in missing if i not in lines]
         if absent:
@@ -505,14 +898,15 @@ class OpenAIBatch:
                     file="",
                     attempt=attempt,
                     state="failed",
-                    error=f"{reason}, and its input file {part['file']} no longer holds them",
+                    error=f"{reason}, and its input file {part['file']} {gone}",
                     code=code,
                 )
             )
         ordered = [lines[i] for i in missing if i in lines]
         if ordered:
             file_id = await self._upload(
-                f"{state['key']}-r{len(state['parts'])}",
+                earlier,
+                file_name(state["key"], part["origin"], attempt + 1),
                 "".join(t + "\n" for t in ordered).encode(),
             )
             rest = _new_part(
@@ -546,20 +940,20 @@ class OpenAIBatch:
                 self._rows[file_id] = cached
                 while len(self._rows) > _CACHED_FILES:
                     self._rows.popitem(last=False)
-            for custom_id, row in cached.items():
-                rows.setdefault(custom_id, row)
+            for cid, row in cached.items():
+                rows.setdefault(cid, row)
         return rows
 
     async def _results(self, state: Handle) -> list[Any]:
         key = state["key"]
         results: list[Any] = [None] * state["n"]
         for index, message, code in state["pre"]:
-            results[index] = BatchItemError(message, item_id=_custom_id(key, index), code=code)
+            results[index] = BatchItemError(message, item_id=custom_id(key, index), code=code)
         for part in state["parts"]:
             if part["state"] == "failed":
                 for index in part["ids"]:
                     results[index] = BatchFailedError(
-                        part["error"], item_id=_custom_id(key, index), code=part["code"]
+                        part["error"], item_id=custom_id(key, index), code=part["code"]
                     )
                 continue
             try:
@@ -572,19 +966,19 @@ class OpenAIBatch:
                     results[index] = BatchFailedError(
                         f"OpenAI result files of batch {part['batches'][-1]} are unreadable: "
                         f"{message}",
-                        item_id=_custom_id(key, index),
+                        item_id=custom_id(key, index),
                         code=code,
                     )
                 continue
             for index in part["ids"]:
-                custom_id = _custom_id(key, index)
-                row = rows.get(custom_id)
+                cid = custom_id(key, index)
+                row = rows.get(cid)
                 results[index] = (
-                    _row_result(row, custom_id)
+                    _row_result(row, cid)
                     if row is not None
                     else BatchItemError(
                         "OpenAI returned no result for this request",
-                        item_id=custom_id,
+                        item_id=cid,
                         code="missing_result",
                     )
                 )

@@ -14,10 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, get_args, get_type_hints
 
-__all__ = ["METADATA_PREFIX", "Knobs", "knob_types"]
+__all__ = ["METADATA_PREFIX", "SERVER_KNOBS", "Knobs", "knob_types"]
 
 METADATA_PREFIX = "emulator_"
 """Batch metadata keys starting with this override the knob named by the rest of the key."""
+
+SERVER_KNOBS = frozenset({"server_errors_first_n", "rate_limits_first_n", "retry_after_s"})
+"""Knobs about the server as a whole: refused in batch metadata, which could not scope them."""
 
 _NONE_WORDS = frozenset({"", "none", "null"})
 
@@ -48,6 +51,16 @@ class Knobs:
     """Per-model cap on the estimated prompt tokens of all unfinished batches."""
     max_file_bytes: int = 200 * 1024 * 1024
     """Uploads larger than this are refused; a batch whose input is larger fails."""
+    hang_polls_s: float = 0.0
+    """Seconds `GET /v1/batches/{id}` holds its answer, which then shows the later status."""
+    hang_creates_s: float = 0.0
+    """Seconds `POST /v1/batches` holds its answer after the batch was recorded and started."""
+    server_errors_first_n: int = 0
+    """Server-wide: the first N calls of each route answer HTTP 500 without acting."""
+    rate_limits_first_n: int = 0
+    """Server-wide: the N calls of each route after those answer HTTP 429 without acting."""
+    retry_after_s: float = 1.0
+    """Server-wide: the `retry-after` header, in seconds, sent with every emulated 429."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -77,6 +90,11 @@ class Knobs:
             name = key.removeprefix(METADATA_PREFIX)
             if name not in kinds:
                 raise ValueError(f"unknown emulator knob in metadata key {key!r}")
+            if name in SERVER_KNOBS:
+                raise ValueError(
+                    f"emulator knob {name!r} (metadata key {key!r}) applies to the whole "
+                    "server; set it on the Emulator instead"
+                )
             changes[name] = _parse(key, str(raw), kinds[name], optional=_optional(name))
         if not changes:
             return self

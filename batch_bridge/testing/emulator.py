@@ -2,14 +2,21 @@
 
 It speaks the HTTP the `openai` SDK speaks, so provider code can be tested end to end
 without a network or a key, and it can be told to misbehave the ways the real Batch API
-does: slow stages, failed lines, expiry, cancellation, late output files and limits.
+does: slow stages, failed lines, expiry, cancellation, late output files and limits, and
+the ways any HTTP service does: calls that hang, 5xx and 429 answers, dropped connections.
+
+Two routes outside `/v1` serve tests: `GET /_emulator/stats` (see `Emulator.stats`) and
+`POST /_emulator/faults` / `DELETE /_emulator/faults` (see `Emulator.add_fault`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from batch_bridge.testing._batch import (
     ACTIVE_STATUSES,
@@ -36,6 +44,7 @@ __all__ = ["Emulator"]
 _UPLOAD_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 _WINDOWS = frozenset({"24h"})
 _MAX_METADATA_KEYS = 16
+_FAULT_STATUSES = frozenset({0, 408, 409, 429, 500, 502, 503, 504})
 
 
 class ApiError(Exception):
@@ -80,8 +89,47 @@ class StoredFile:
         }
 
 
+@dataclass(slots=True)
+class _Fault:
+    """The next `times` calls of one route answer `status` instead of the real reply.
+
+    Status 0 drops the connection half-way through the answer (the SDK raises
+    `APIConnectionError`). With `after`, the call acts first and only its answer is lost:
+    the batch or file exists although the client saw an error.
+    """
+
+    status: int
+    times: int
+    after: bool
+    retry_after_s: float | None
+
+
+class _Dropped(Response):
+    """Starts a reply it never finishes, so the server closes the connection mid-answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"1024")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+
+
 def _reply(payload: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(payload, status, headers={"x-request-id": "req_" + uuid.uuid4().hex})
+
+
+def _fault_reply(status: int, retry_after_s: float) -> Response:
+    if status == 0:
+        return _Dropped()
+    if status == 429:
+        message = "Rate limit reached for requests (emulated). Please try again later."
+        reply = _reply(error_body(message, type_="requests", code="rate_limit_exceeded"), 429)
+        reply.headers["retry-after"] = f"{retry_after_s:g}"
+        return reply
+    message = f"The server had an error while processing your request (emulated {status})."
+    return _reply(error_body(message, type_="server_error", code="server_error"), status)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -115,8 +163,8 @@ def _metadata(raw: Any) -> dict[str, str] | None:
     return dict(raw)
 
 
-def _limit(request: Request, maximum: int) -> int:
-    raw = request.query_params.get("limit", "20")
+def _limit(request: Request, maximum: int, default: int) -> int:
+    raw = request.query_params.get("limit", str(default))
     try:
         limit = int(raw)
     except ValueError:
@@ -126,9 +174,11 @@ def _limit(request: Request, maximum: int) -> int:
     return limit
 
 
-def _page(items: list[dict[str, Any]], request: Request, *, maximum: int) -> dict[str, Any]:
+def _page(
+    items: list[dict[str, Any]], request: Request, *, maximum: int, default: int = 20
+) -> dict[str, Any]:
     """A cursor page over newest-first items, the way the list endpoints page."""
-    limit = _limit(request, maximum)
+    limit = _limit(request, maximum, default)
     after = request.query_params.get("after")
     if after:
         ids = [item["id"] for item in items]
@@ -146,9 +196,10 @@ def _page(items: list[dict[str, Any]], request: Request, *, maximum: int) -> dic
 class Emulator:
     """In-memory Files and Batch APIs, plus synchronous model endpoints, as a Starlette app.
 
-    Keyword arguments are the server-wide knobs (see `Knobs`); a batch can override any of
-    them with `emulator_<knob>` metadata. State is guarded by a lock, so `stats()` may be
-    called from a test thread while `EmulatorServer` serves the app from another.
+    Keyword arguments are the server-wide knobs (see `Knobs`); a batch can override the
+    ones about batches with `emulator_<knob>` metadata. State is guarded by a lock, so
+    `stats()` and `add_fault()` may be called from a test thread while `EmulatorServer`
+    serves the app from another.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.time, **knobs: float | None):
@@ -161,40 +212,115 @@ class Emulator:
         self._files: dict[str, StoredFile] = {}
         self._batches: dict[str, BatchRecord] = {}
         self._sync_requests = 0
+        self._files_uploaded = 0
+        self._files_deleted = 0
+        self._calls: Counter[str] = Counter()
+        self._faults: dict[str, list[_Fault]] = {}
+        self._handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {
+            "POST /v1/files": self._create_file,
+            "GET /v1/files": self._list_files,
+            "GET /v1/files/{file_id}": self._get_file,
+            "DELETE /v1/files/{file_id}": self._delete_file,
+            "GET /v1/files/{file_id}/content": self._file_content,
+            "POST /v1/batches": self._create_batch,
+            "GET /v1/batches": self._list_batches,
+            "GET /v1/batches/{batch_id}": self._get_batch,
+            "POST /v1/batches/{batch_id}/cancel": self._cancel_batch,
+            **{f"POST {path}": self._sync_endpoint(path) for path in ENDPOINTS},
+        }
         self.app = self._build_app()
 
-    def stats(self) -> dict[str, Any]:
-        """Counts of stored files, batches (by current status) and model requests seen.
+    @property
+    def routes(self) -> list[str]:
+        """The `/v1` routes as `"METHOD /path/{param}"`, the names `add_fault` accepts."""
+        return list(self._handlers)
 
-        `requests` counts lines of batches that passed validation plus synchronous calls.
+    def add_fault(
+        self,
+        route: str,
+        *,
+        times: int = 1,
+        status: int = 500,
+        after: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
+        """Make the next `times` calls of `route` (e.g. `"POST /v1/batches"`) fail.
+
+        `status` is 500, 502, 503, 504, 408, 409, 429 or 0 (drop the connection mid-answer);
+        a 429 carries `retry-after: retry_after_s` (default: the `retry_after_s` knob). With
+        `after=True` the call takes effect first and only its answer is replaced: the
+        "accepted by the provider, but the reply was lost" case. Faults queue per route.
+        """
+        if route not in self._handlers:
+            raise ValueError(f"unknown emulator route {route!r}; one of {self.routes}")
+        if status not in _FAULT_STATUSES:
+            raise ValueError(f"fault status must be one of {sorted(_FAULT_STATUSES)}, got {status}")
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError(f"fault times must be a positive int, got {times!r}")
+        if not isinstance(after, bool):
+            raise ValueError(f"fault after must be true or false, got {after!r}")
+        if retry_after_s is not None and not 0 <= retry_after_s < float("inf"):
+            raise ValueError(f"fault retry_after_s must be >= 0, got {retry_after_s!r}")
+        with self._lock:
+            self._faults.setdefault(route, []).append(
+                _Fault(status=status, times=times, after=after, retry_after_s=retry_after_s)
+            )
+
+    def clear_faults(self) -> None:
+        """Forget every fault `add_fault` queued that has not fired yet."""
+        with self._lock:
+            self._faults.clear()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for tests; `GET /_emulator/stats` answers the same JSON.
+
+        - `files`, `batches`: stored now (files include batch output/error files);
+          `batches_by_status`: batches by their current status;
+        - `requests`: lines of batches that passed validation, plus synchronous calls;
+        - `files_uploaded`, `files_deleted`, `batches_created`, `batches_cancelled`
+          (cancels that found the batch still running);
+        - `calls`: calls per route (`"POST /v1/batches"`), faulted ones included;
+        - `submitted`: per custom_id, how many created batches held it in their input file
+          (each valid line, once per batch creation); `accepted`: the same, counting only
+          batches that passed validation, i.e. that ran or will run the line.
         """
         with self._lock:
             now = self._clock()
             by_status = dict.fromkeys(STATUSES, 0)
+            submitted: Counter[str] = Counter()
+            accepted: Counter[str] = Counter()
             for record in self._batches.values():
                 self._write_results(record, now)
                 by_status[record.status(now)] += 1
-            valid = [record for record in self._batches.values() if not record.errors]
-            batch_requests = sum(len(record.parsed.requests) for record in valid)
+                ids = [request.custom_id for request in record.parsed.requests]
+                submitted.update(ids)
+                if not record.errors:
+                    accepted.update(ids)
             return {
                 "files": len(self._files),
                 "batches": len(self._batches),
                 "batches_by_status": by_status,
-                "requests": batch_requests + self._sync_requests,
+                "requests": sum(accepted.values()) + self._sync_requests,
+                "files_uploaded": self._files_uploaded,
+                "files_deleted": self._files_deleted,
+                "batches_created": len(self._batches),
+                "batches_cancelled": sum(
+                    1 for record in self._batches.values() if record.cancel_at is not None
+                ),
+                "calls": dict(self._calls),
+                "submitted": dict(submitted),
+                "accepted": dict(accepted),
             }
 
     def _build_app(self) -> Starlette:
-        routes = [
-            Route("/v1/files", self._create_file, methods=["POST"]),
-            Route("/v1/files", self._list_files, methods=["GET"]),
-            Route("/v1/files/{file_id}", self._get_file, methods=["GET"]),
-            Route("/v1/files/{file_id}", self._delete_file, methods=["DELETE"]),
-            Route("/v1/files/{file_id}/content", self._file_content, methods=["GET"]),
-            Route("/v1/batches", self._create_batch, methods=["POST"]),
-            Route("/v1/batches", self._list_batches, methods=["GET"]),
-            Route("/v1/batches/{batch_id}", self._get_batch, methods=["GET"]),
-            Route("/v1/batches/{batch_id}/cancel", self._cancel_batch, methods=["POST"]),
-            *(Route(path, self._sync_endpoint(path), methods=["POST"]) for path in ENDPOINTS),
+        routes = []
+        for label, handler in self._handlers.items():
+            method, path = label.split(" ", 1)
+            routes.append(Route(path, self._guard(label, handler), methods=[method]))
+        routes += [
+            Route("/_emulator/stats", self._stats_route, methods=["GET"]),
+            Route("/_emulator/faults", self._add_fault_route, methods=["POST"]),
+            Route("/_emulator/faults", self._clear_faults_route, methods=["DELETE"]),
         ]
         handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
             ApiError: _api_error,
@@ -202,6 +328,61 @@ class Emulator:
             Exception: _server_error,
         }
         return Starlette(routes=routes, exception_handlers=handlers)
+
+    def _guard(
+        self, label: str, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """The route's handler behind the fault knobs and the faults queued for it."""
+
+        async def endpoint(request: Request) -> Response:
+            fault = self._next_fault(label)
+            if fault is None:
+                return await handler(request)
+            retry_after_s = self.knobs.retry_after_s
+            if fault.retry_after_s is not None:
+                retry_after_s = fault.retry_after_s
+            if fault.after:
+                with contextlib.suppress(ApiError, HTTPException):
+                    await handler(request)
+            return _fault_reply(fault.status, retry_after_s)
+
+        return endpoint
+
+    def _next_fault(self, label: str) -> _Fault | None:
+        with self._lock:
+            seen = self._calls[label]
+            self._calls[label] += 1
+            errors, limits = self.knobs.server_errors_first_n, self.knobs.rate_limits_first_n
+            if seen < errors:
+                return _Fault(status=500, times=1, after=False, retry_after_s=None)
+            if seen < errors + limits:
+                return _Fault(status=429, times=1, after=False, retry_after_s=None)
+            queued = self._faults.get(label)
+            if not queued:
+                return None
+            fault = queued[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                queued.pop(0)
+            return fault
+
+    async def _stats_route(self, request: Request) -> Response:
+        return _reply(self.stats())
+
+    async def _add_fault_route(self, request: Request) -> Response:
+        body = await _json_object(request)
+        route = _required_str(body, "route")
+        options = {name: body[name] for name in ("times", "status", "after") if name in body}
+        retry_after_s = body.get("retry_after_s")
+        try:
+            self.add_fault(route, retry_after_s=retry_after_s, **options)
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, str(exc)) from None
+        return _reply({"object": "emulator.fault", "route": route, **options})
+
+    async def _clear_faults_route(self, request: Request) -> Response:
+        self.clear_faults()
+        return _reply({"object": "emulator.faults", "deleted": True})
 
     def _store_file(self, filename: str, purpose: str, data: bytes, now: float) -> StoredFile:
         stored = StoredFile("file-" + uuid.uuid4().hex[:24], filename, purpose, data, now)
@@ -250,14 +431,21 @@ class Emulator:
             raise ApiError(400, message, param="file", code="file_too_large")
         with self._lock:
             stored = self._store_file(filename, purpose, data, self._clock())
+            self._files_uploaded += 1
         return _reply(stored.view())
 
     async def _list_files(self, request: Request) -> Response:
         purpose = request.query_params.get("purpose")
+        order = request.query_params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            message = f"Invalid order {order!r}: expected 'asc' or 'desc'."
+            raise ApiError(400, message, param="order")
         with self._lock:
-            files = [f.view() for f in reversed(self._files.values())]
+            files = [f.view() for f in self._files.values()]
         wanted = [f for f in files if purpose in (None, f["purpose"])]
-        return _reply(_page(wanted, request, maximum=10_000))
+        if order == "desc":
+            wanted.reverse()
+        return _reply(_page(wanted, request, maximum=10_000, default=10_000))
 
     async def _get_file(self, request: Request) -> Response:
         with self._lock:
@@ -267,6 +455,7 @@ class Emulator:
         with self._lock:
             stored = self._file(request.path_params["file_id"])
             del self._files[stored.id]
+            self._files_deleted += 1
         return _reply({"id": stored.id, "object": "file", "deleted": True})
 
     async def _file_content(self, request: Request) -> Response:
@@ -322,9 +511,16 @@ class Emulator:
                 errors=errors,
             )
             self._batches[record.id] = record
-            return _reply(record.view(now, upto="validating"))
+            view = record.view(now, upto="validating")
+        if knobs.hang_creates_s:
+            await asyncio.sleep(knobs.hang_creates_s)
+        return _reply(view)
 
     async def _get_batch(self, request: Request) -> Response:
+        with self._lock:
+            hang_s = self._batch(request.path_params["batch_id"]).knobs.hang_polls_s
+        if hang_s:
+            await asyncio.sleep(hang_s)
         with self._lock:
             record = self._batch(request.path_params["batch_id"])
             now = self._clock()

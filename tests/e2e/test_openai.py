@@ -7,7 +7,6 @@ Every test asserts that each caller got exactly its own answer or its own error,
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 
 import openai
@@ -209,7 +208,6 @@ async def test_mixed_models_in_one_flush_go_to_separate_files(server, provider):
     assert [t["status"] for t in done] == ["idle"] * 6
     assert_each_own(texts, done)
     new = [b for b in await provider_batches(provider, "oa_split") if b.id not in before]
-    for batch in new:
-        lines = (await provider.files.content(batch.input_file_id)).text.splitlines()
-        assert len({json.loads(line)["body"]["model"] for line in lines}) == 1
-    assert len(new) >= 2
+    # the emulator fails a file that mixes models, and names each batch's one model
+    assert all(b.status == "completed" for b in new)
+    assert {b.model for b in new} == {"gpt-4o-mini", "gpt-4o"}

@@ -538,6 +538,13 @@ def test_stats_counts_files_batches_and_requests() -> None:
             "cancelled": 0,
         },
         "requests": 0,
+        "files_uploaded": 0,
+        "files_deleted": 0,
+        "batches_created": 0,
+        "batches_cancelled": 0,
+        "calls": {},
+        "submitted": {},
+        "accepted": {},
     }
 
 
@@ -554,7 +561,190 @@ def test_cli_exposes_every_knob() -> None:
     runner = CliRunner()
     usage = runner.invoke(main, ["--help"])
     assert usage.exit_code == 0
-    for option in ("--port", "--in-progress-s", "--expire-after-s", "--enqueued-token-limit"):
+    options = ("--port", "--in-progress-s", "--expire-after-s", "--enqueued-token-limit")
+    for option in (*options, "--hang-polls-s", "--server-errors-first-n", "--retry-after-s"):
         assert option in usage.output
     refused = runner.invoke(main, ["--port", "0", "--error-rate", "2"])
     assert refused.exit_code == 2 and "error_rate" in refused.output
+
+
+async def test_files_list_pages_both_ways_and_filters_by_purpose() -> None:
+    with EmulatorServer(Emulator()) as running:
+        async with openai.AsyncOpenAI(
+            base_url=running.base_url, api_key="test", max_retries=0
+        ) as sdk:
+            names = [f"f{i}.jsonl" for i in range(5)]
+            for name in names:
+                await sdk.files.create(file=(name, name.encode() * 2), purpose="batch")
+            await sdk.files.create(file=("other.txt", b"x"), purpose="user_data")
+
+            newest = [f async for f in sdk.files.list(purpose="batch", limit=2)]
+            oldest = [f.filename async for f in sdk.files.list(purpose="batch", order="asc")]
+            page = await sdk.files.list(purpose="batch", limit=2, order="asc")
+            everything = [f.filename async for f in sdk.files.list()]
+            with pytest.raises(openai.BadRequestError):
+                await sdk.files.list(order="sideways")  # type: ignore[arg-type]
+
+    assert [f.filename for f in newest] == names[::-1]
+    assert [f.bytes for f in newest] == [len(n) * 2 for n in names[::-1]]
+    assert all(f.purpose == "batch" and f.created_at > 0 for f in newest)
+    assert oldest == names
+    assert [f.filename for f in page.data] == names[:2] and page.has_more
+    assert everything == ["other.txt", *names[::-1]]
+
+
+async def test_batches_list_carries_metadata(client: openai.AsyncOpenAI) -> None:
+    tags = {"batch_bridge_key": "bb_listed", "batch_bridge_part": "0"}
+    batch = await submit(client, [chat_line("m", "m")], metadata=tags)
+
+    listed = [b async for b in client.batches.list(limit=100) if b.id == batch.id]
+
+    assert [b.metadata for b in listed] == [tags]
+
+
+async def test_hanging_polls_and_creates(client: openai.AsyncOpenAI) -> None:
+    batch = await submit(client, [chat_line("h", "h")], metadata={"emulator_hang_polls_s": "0.3"})
+    started = time.monotonic()
+    await client.batches.retrieve(batch.id)
+    assert time.monotonic() - started >= 0.3
+    with pytest.raises(openai.APITimeoutError):
+        await client.with_options(timeout=0.1).batches.retrieve(batch.id)
+
+    uploaded = await client.files.create(
+        file=("c.jsonl", jsonl([chat_line("c", "c")])), purpose="batch"
+    )
+    with pytest.raises(openai.APITimeoutError):
+        await client.with_options(timeout=0.1).batches.create(
+            input_file_id=uploaded.id,
+            endpoint=CHAT,
+            completion_window="24h",
+            metadata={"emulator_hang_creates_s": "0.5"},
+        )
+    made = [b async for b in client.batches.list(limit=100) if b.input_file_id == uploaded.id]
+    assert len(made) == 1  # recorded, although its answer never came
+
+
+async def test_first_calls_of_each_route_fail_then_rate_limit() -> None:
+    emulator = Emulator(server_errors_first_n=2, rate_limits_first_n=1, retry_after_s=0.05)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=emulator.app), base_url="http://emu"
+    ) as raw:
+        listed = [await raw.get("/v1/batches") for _ in range(4)]
+        files = await raw.get("/v1/files")
+    assert [r.status_code for r in listed] == [500, 500, 429, 200]
+    assert listed[0].json()["error"]["type"] == "server_error"
+    assert listed[2].headers["retry-after"] == "0.05"
+    assert listed[2].json()["error"]["code"] == "rate_limit_exceeded"
+    assert files.status_code == 500
+    assert emulator.stats()["calls"] == {"GET /v1/batches": 4, "GET /v1/files": 1}
+
+    with EmulatorServer(
+        Emulator(server_errors_first_n=1, rate_limits_first_n=1, retry_after_s=0.2)
+    ) as running:
+        async with openai.AsyncOpenAI(
+            base_url=running.base_url, api_key="test", max_retries=2
+        ) as sdk:
+            started = time.monotonic()
+            assert (await sdk.batches.list()).data == []
+            assert time.monotonic() - started >= 0.2  # the SDK waited as told
+
+
+async def test_queued_faults_fire_once_each(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    emulator = server.emulator
+    uploaded = await client.files.create(
+        file=("q.jsonl", jsonl([chat_line("q", "q")])), purpose="batch"
+    )
+
+    def create() -> Awaitable[Batch]:
+        return client.batches.create(
+            input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h"
+        )
+
+    before = emulator.stats()["batches_created"]
+    emulator.add_fault("POST /v1/batches", status=503, times=2)
+    emulator.add_fault("POST /v1/batches", status=429, retry_after_s=7)
+    emulator.add_fault("POST /v1/batches", status=0)
+    emulator.add_fault("POST /v1/batches", status=500, after=True)
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            await create()
+    with pytest.raises(openai.RateLimitError) as limited:
+        await create()
+    assert limited.value.response.headers["retry-after"] == "7"
+    with pytest.raises(openai.APIConnectionError):
+        await create()
+    assert emulator.stats()["batches_created"] == before
+    with pytest.raises(openai.InternalServerError):
+        await create()
+    assert emulator.stats()["batches_created"] == before + 1  # acted, answer lost
+    await create()
+    assert emulator.stats()["batches_created"] == before + 2
+
+    emulator.add_fault("GET /v1/batches", status=502)
+    emulator.clear_faults()
+    await client.batches.list()
+    with pytest.raises(ValueError, match="unknown emulator route"):
+        emulator.add_fault("GET /v1/nowhere")
+    with pytest.raises(ValueError, match="status"):
+        emulator.add_fault("GET /v1/batches", status=404)
+    with pytest.raises(ValueError, match="times"):
+        emulator.add_fault("GET /v1/batches", times=0)
+
+
+async def test_faults_and_stats_over_http(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as raw:
+        armed = await raw.post(
+            "/_emulator/faults", json={"route": "GET /v1/files/{file_id}", "status": 504}
+        )
+        refused = await raw.post("/_emulator/faults", json={"route": "GET /nope"})
+        with pytest.raises(openai.InternalServerError):
+            await client.files.retrieve("file-x")
+        await raw.post("/_emulator/faults", json={"route": "GET /v1/files/{file_id}"})
+        cleared = await raw.delete("/_emulator/faults")
+        stats = (await raw.get("/_emulator/stats")).json()
+    with pytest.raises(openai.NotFoundError):
+        await client.files.retrieve("file-x")
+    assert armed.status_code == 200 and cleared.status_code == 200
+    assert refused.status_code == 400 and "unknown emulator route" in refused.text
+    assert set(stats) == set(server.emulator.stats())
+    assert stats["calls"]["GET /v1/files/{file_id}"] >= 1
+
+
+async def test_stats_count_submissions_per_custom_id() -> None:
+    emulator = Emulator(in_progress_s=30)
+    with EmulatorServer(emulator) as running:
+        async with openai.AsyncOpenAI(
+            base_url=running.base_url, api_key="test", max_retries=0
+        ) as sdk:
+            first = await submit(sdk, [chat_line("a", "a"), chat_line("b", "b")])
+            await submit(sdk, [chat_line("b", "b")])
+            failing = await submit(
+                sdk, [chat_line("c", "c")], metadata={"emulator_max_requests_per_file": "0"}
+            )
+            await sdk.batches.cancel(first.id)
+            await sdk.batches.cancel(first.id)
+            await sdk.files.delete(first.input_file_id)
+            async with httpx.AsyncClient(base_url=running.url) as raw:
+                served = (await raw.get("/_emulator/stats")).json()
+    stats = emulator.stats()
+
+    assert served == stats
+    assert stats["submitted"] == {"a": 1, "b": 2, "c": 1}
+    assert stats["accepted"] == {"a": 1, "b": 2}
+    assert stats["batches_by_status"]["cancelled"] == 1
+    assert stats["batches_by_status"]["failed"] == 1 and failing.id
+    assert stats["batches_created"] == 3 and stats["batches_cancelled"] == 1
+    assert stats["files_uploaded"] == 3 and stats["files_deleted"] == 1
+    assert stats["calls"]["POST /v1/batches/{batch_id}/cancel"] == 2
+
+
+def test_server_knobs_are_refused_per_batch() -> None:
+    knobs = Emulator().knobs
+    assert knobs.with_metadata({"emulator_hang_polls_s": "2"}).hang_polls_s == 2.0
+    for name in ("server_errors_first_n", "rate_limits_first_n", "retry_after_s"):
+        with pytest.raises(ValueError, match="whole server"):
+            knobs.with_metadata({f"emulator_{name}": "1"})

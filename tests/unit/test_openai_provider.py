@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,8 +24,10 @@ from batch_bridge.errors import (
     BatchFailedError,
     BatchItemError,
     ConfigError,
+    ProviderError,
     WaitOutsideGraphError,
 )
+from batch_bridge.providers._packing import batch_key, custom_id, file_name, file_pattern
 from batch_bridge.providers.openai import BatchedAsyncOpenAI, OpenAIBatch, wrap_openai
 from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.types import Pending
@@ -362,15 +365,17 @@ async def test_request_and_byte_limits_split_files(client: openai.AsyncOpenAI) -
             metadata={"emulator_max_file_bytes": str(max_bytes)},
         )
     )
-    results = await by_size(items)
-
-    assert_echoes(results[:-1], texts)
-    assert isinstance(results[-1], BatchItemError) and results[-1].code == "request_too_large"
-    parts = by_size.handles[0]["parts"]
+    handle = await by_size.submit(items)
+    parts = handle["parts"]
     assert len(parts) > 2
     for part in parts:
         content = await client.files.content(part["file"])
         assert len(content.content) <= max_bytes
+
+    results = await by_size.finish(handle)
+
+    assert_echoes(results[:-1], texts)
+    assert isinstance(results[-1], BatchItemError) and results[-1].code == "request_too_large"
 
 
 async def test_models_and_endpoints_get_separate_files(client: openai.AsyncOpenAI) -> None:
@@ -509,6 +514,9 @@ def test_no_api_key_needed_until_first_call(monkeypatch: pytest.MonkeyPatch) -> 
         {"enqueued_token_budget": {"m": 0}},
         {"retry_backoff_s": -1},
         {"metadata": {"k": 1}},
+        {"metadata": {f"k{i}": "v" for i in range(14)}},
+        {"timeout_s": 0},
+        {"lookback_s": float("nan")},
     ],
 )
 def test_bad_options_are_refused_by_name(options: dict[str, Any]) -> None:
@@ -523,3 +531,335 @@ async def test_wrapped_client_waits_through_the_bridge_by_default(
 
     with pytest.raises(WaitOutsideGraphError):
         await wrapped.embeddings.create(model="emb-1", input="outside a graph")
+
+
+# Idempotency: a submit or poll interrupted by a crash and run again with the same key or
+# handle adopts what the first run created. The emulator's stats count, per custom_id, how
+# many created batches held it: "submitted once" is `submitted[cid] == 1`.
+
+
+class Killed(BaseException):
+    """Stands for the worker dying (SIGKILL) at that point: nothing after it runs."""
+
+
+def submissions(server: EmulatorServer, key: str) -> dict[str, int]:
+    submitted = server.emulator.stats()["submitted"]
+    return {cid: n for cid, n in submitted.items() if cid.rsplit("-", 1)[0] == key}
+
+
+def counters(server: EmulatorServer) -> tuple[int, int]:
+    stats = server.emulator.stats()
+    return stats["batches_created"], stats["files_uploaded"]
+
+
+async def input_files_of(client: openai.AsyncOpenAI, key: str) -> list[str]:
+    prefix = key + "-"
+    return [
+        f.filename
+        async for f in client.files.list(purpose="batch")
+        if f.filename.startswith(prefix)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("bb_3f2a9c0d1e4b", "bb_3f2a9c0d1e4b"),
+        ("A-z_09", "A-z_09"),
+        ("x" * 40, "x" * 40),
+        ("x" * 41, None),
+        ("has space", None),
+        ("bb.3f2a", None),
+        ("", None),
+    ],
+)
+def test_batch_keys_are_pure_and_fit_custom_ids(given: str, expected: str | None) -> None:
+    key = batch_key(given)
+
+    assert key == batch_key(given)
+    assert expected is None or key == expected
+    assert re.fullmatch(r"[a-zA-Z0-9_-]{1,40}", key)
+    assert len(custom_id(key, 10_000_000)) <= 64
+    assert file_pattern(key).fullmatch(file_name(key, 3, 0))
+    assert file_pattern(key).fullmatch(file_name(key, 3, 2))
+    assert not file_pattern(key).fullmatch(file_name(key + "-1", 0, 0))
+    assert not file_pattern(key).fullmatch(file_name(key + "x", 0, 0))
+
+
+def test_random_keys_differ() -> None:
+    assert batch_key(None) != batch_key(None)
+
+
+async def test_retried_submit_reuses_files_and_batches(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    texts = [f"again {i}" for i in range(5)]
+    items = [chat(t) for t in texts]
+    key = "bb_retry0000001"
+    adapter = OpenAIBatch(client, max_requests_per_file=3)
+    before = counters(server)
+
+    first = await adapter.submit(items, idempotency_key=key)
+    created = counters(server)
+    again = await OpenAIBatch(client, max_requests_per_file=3).submit(items, idempotency_key=key)
+
+    assert created == (before[0] + 2, before[1] + 2)
+    assert counters(server) == created
+    assert again == first
+    assert first["key"] == key
+    assert [p["state"] for p in first["parts"]] == ["running", "running"]
+    assert sorted(await input_files_of(client, key)) == [f"{key}-0.jsonl", f"{key}-1.jsonl"]
+    batch = await client.batches.retrieve(first["parts"][1]["batch"])
+    assert batch.metadata == {
+        "batch_bridge_key": key,
+        "batch_bridge_part": "1",
+        "batch_bridge_attempt": "0",
+    }
+
+    assert_echoes(await Run(adapter).finish(again), texts)
+    assert submissions(server, key) == {f"{key}-{i}": 1 for i in range(5)}
+    assert await input_files_of(client, key) == []
+
+
+async def test_submit_killed_before_the_batch_was_created_reuses_its_file(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    texts = ["dropped 0", "dropped 1"]
+    key = "bb_dropped00001"
+    server.emulator.add_fault("POST /v1/batches", status=0)
+    before = counters(server)
+
+    with pytest.raises(openai.APIConnectionError):
+        await OpenAIBatch(client).submit([chat(t) for t in texts], idempotency_key=key)
+    assert counters(server) == (before[0], before[1] + 1)
+    handle = await OpenAIBatch(client).submit([chat(t) for t in texts], idempotency_key=key)
+
+    assert counters(server) == (before[0] + 1, before[1] + 1)
+    assert_echoes(await Run(OpenAIBatch(client)).finish(handle), texts)
+    assert submissions(server, key) == {f"{key}-0": 1, f"{key}-1": 1}
+
+
+async def test_a_changed_file_is_replaced_not_reused(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    key = "bb_changed00001"
+    stale = await client.files.create(file=(f"{key}-0.jsonl", b"{}\n"), purpose="batch")
+
+    handle = await OpenAIBatch(client).submit([chat("fresh")], idempotency_key=key)
+
+    assert handle["parts"][0]["file"] != stale.id
+    with pytest.raises(openai.NotFoundError):
+        await client.files.retrieve(stale.id)
+    assert_echoes(await Run(OpenAIBatch(client)).finish(handle), ["fresh"])
+
+
+async def test_a_create_whose_reply_was_lost_is_adopted(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    key = "bb_lostreply001"
+    server.emulator.add_fault("POST /v1/batches", status=0, after=True)
+    before = counters(server)
+
+    handle = await OpenAIBatch(client).submit([chat("lost")], idempotency_key=key)
+
+    assert counters(server) == (before[0] + 1, before[1] + 1)
+    assert handle["parts"][0]["state"] == "running"
+    assert_echoes(await Run(OpenAIBatch(client)).finish(handle), ["lost"])
+    assert submissions(server, key) == {f"{key}-0": 1}
+
+
+async def test_retried_submit_after_part_one_of_two_creates_only_part_two(
+    client: openai.AsyncOpenAI, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [f"half {i}" for i in range(4)]
+    items = [chat(t) for t in texts]
+    key = "bb_halfway00001"
+    adapter = OpenAIBatch(client, max_requests_per_file=2)
+    create = adapter._create_batch
+    calls: list[int] = []
+
+    async def dies_at_the_second(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return await create(*args)
+
+    monkeypatch.setattr(adapter, "_create_batch", dies_at_the_second)
+    before = counters(server)
+    with pytest.raises(Killed):
+        await adapter.submit(items, idempotency_key=key)
+    assert counters(server) == (before[0] + 1, before[1] + 2)
+    monkeypatch.undo()
+
+    handle = await OpenAIBatch(client, max_requests_per_file=2).submit(items, idempotency_key=key)
+
+    assert counters(server) == (before[0] + 2, before[1] + 2)
+    assert [p["state"] for p in handle["parts"]] == ["running", "running"]
+    assert_echoes(await Run(adapter).finish(handle), texts)
+    assert submissions(server, key) == {f"{key}-{i}": 1 for i in range(4)}
+
+
+async def test_replayed_poll_adopts_the_resubmission_it_made(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    texts = [f"replay {i}" for i in range(10)]
+    key = "bb_replay000001"
+    metadata = {"emulator_in_progress_s": "5", "emulator_expire_after_s": "0.1"}
+    adapter = OpenAIBatch(client, metadata=metadata)
+    handle = await adapter.submit([chat(t) for t in texts], idempotency_key=key)
+    adapter.metadata = {}
+    await asyncio.sleep(0.2)
+
+    first = await adapter.poll(handle)
+    created = counters(server)
+    replayed = await adapter.poll(handle)
+
+    assert isinstance(first, Pending) and isinstance(replayed, Pending)
+    assert counters(server) == created
+    new, again = first.batch_id["parts"][1], replayed.batch_id["parts"][1]
+    assert (new["batch"], new["file"]) == (again["batch"], again["file"])
+    assert (new["origin"], new["attempt"]) == (0, 1)
+    assert f"{key}-0-r1.jsonl" in await input_files_of(client, key)
+    assert_echoes(await Run(adapter).finish(replayed.batch_id), texts)
+    expired = await client.batches.retrieve(handle["parts"][0]["batch"])
+    assert expired.status == "expired" and expired.error_file_id is not None
+    errors = (await client.files.content(expired.error_file_id)).text.splitlines()
+    unfinished = {json.loads(line)["custom_id"] for line in errors}
+    assert 0 < len(unfinished) < len(texts)
+    assert submissions(server, key) == {
+        f"{key}-{i}": 2 if f"{key}-{i}" in unfinished else 1 for i in range(len(texts))
+    }
+    assert await input_files_of(client, key) == []
+
+
+async def test_cancel_stops_named_and_unrecorded_batches(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    texts = [f"stop {i:02d} " + "w" * 200 for i in range(6)]
+    key = "bb_cancel000001"
+    adapter = OpenAIBatch(
+        client,
+        max_requests_per_file=2,
+        enqueued_token_budget=200,
+        metadata={"emulator_in_progress_s": "30"},
+    )
+    handle = await adapter.submit([chat(t) for t in texts], idempotency_key=key)
+    assert [p["state"] for p in handle["parts"]] == ["running", "waiting", "waiting"]
+    orphan = await client.batches.create(  # made by a poll that crashed before returning
+        input_file_id=handle["parts"][1]["file"],
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={
+            "emulator_in_progress_s": "30",
+            "batch_bridge_key": key,
+            "batch_bridge_part": "1",
+            "batch_bridge_attempt": "0",
+        },
+    )
+
+    await adapter.cancel(handle)
+    await adapter.cancel(handle)
+
+    for batch_id in (handle["parts"][0]["batch"], orphan.id):
+        assert (await client.batches.retrieve(batch_id)).status == "cancelled"
+    assert await input_files_of(client, key) == []
+    results = await Run(adapter).finish(handle)
+    for index in (0, 1), (2, 3):
+        done = [i for i in index if not isinstance(results[i], BaseException)]
+        assert len(done) == 1 and echo(results[done[0]]) == f"Echo: {texts[done[0]]}"
+    codes = [r.code if isinstance(r, BatchFailedError) else "ok" for r in results]
+    assert sorted(codes[:4]) == ["batch_cancelled", "batch_cancelled", "ok", "ok"]
+    assert codes[4:] == ["input_file_missing", "input_file_missing"]
+    assert submissions(server, key) == {f"{key}-{i}": 1 for i in range(4)}
+
+
+async def test_cancel_tolerates_ended_and_unknown_batches(client: openai.AsyncOpenAI) -> None:
+    adapter = OpenAIBatch(client)
+    handle = await adapter.submit([chat("quick")])
+    assert_echoes(await Run(adapter).finish(handle), ["quick"])
+    handle["parts"][0].update(state="running", batch="batch_missing")
+
+    await adapter.cancel(handle)
+
+    with pytest.raises(ValueError, match="handle"):
+        await adapter.cancel({"v": 0})
+
+
+async def test_timeouts_bound_hanging_calls(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    adapter = OpenAIBatch(client, timeout_s=0.3, metadata={"emulator_hang_polls_s": "3"})
+    handle = await adapter.submit([chat("hang")])
+
+    started = time.monotonic()
+    assert await adapter.poll(handle) is None
+    assert time.monotonic() - started < 2.0
+
+    key = "bb_hangcreate01"
+    hanging = OpenAIBatch(client, timeout_s=0.3, metadata={"emulator_hang_creates_s": "3"})
+    before = counters(server)
+    started = time.monotonic()
+    handle = await hanging.submit([chat("slow create")], idempotency_key=key)
+    assert time.monotonic() - started < 2.0
+    assert counters(server) == (before[0] + 1, before[1] + 1)
+    assert handle["parts"][0]["state"] == "running"
+
+
+async def test_sdk_retries_and_rate_limits_still_submit_once() -> None:
+    emulator = Emulator(
+        in_progress_s=0.05, server_errors_first_n=1, rate_limits_first_n=1, retry_after_s=0.05
+    )
+    texts = [f"flaky {i}" for i in range(6)]
+    key = "bb_flaky0000001"
+    with EmulatorServer(emulator) as running:
+        async with openai.AsyncOpenAI(
+            base_url=running.base_url, api_key="test", max_retries=2
+        ) as sdk:
+            adapter = OpenAIBatch(sdk, max_requests_per_file=4)
+            handle = await adapter.submit([chat(t) for t in texts], idempotency_key=key)
+            results = await Run(adapter).finish(handle)
+    stats = emulator.stats()
+
+    assert_echoes(results, texts)
+    assert stats["submitted"] == {f"{key}-{i}": 1 for i in range(6)}
+    assert stats["batches_created"] == 2 and stats["files_uploaded"] == 2
+    assert stats["calls"]["POST /v1/batches"] == 4  # a 500, a 429, then the two batches
+
+
+def test_passed_clients_get_the_timeout() -> None:
+    sdk = openai.AsyncOpenAI(api_key="x", timeout=600, max_retries=5)
+
+    bounded = OpenAIBatch(sdk, timeout_s=7)
+    unbounded = OpenAIBatch(sdk, timeout_s=None)
+
+    assert bounded.client.timeout == 7 and bounded.client.max_retries == 5
+    assert unbounded.client is sdk
+
+
+async def test_a_retry_with_other_items_is_refused_not_adopted(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    key = "bb_otheritems01"
+    await OpenAIBatch(client).submit([chat("first version")], idempotency_key=key)
+    before = counters(server)
+
+    with pytest.raises(ProviderError, match="same items") as refused:
+        await OpenAIBatch(client).submit([chat("second, longer version")], idempotency_key=key)
+
+    assert refused.value.retryable is False and refused.value.provider == "openai"
+    assert counters(server) == before
+
+
+async def test_a_failed_submit_without_a_key_deletes_its_uploads(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    server.emulator.add_fault("POST /v1/batches", status=503)
+    before = server.emulator.stats()
+
+    with pytest.raises(openai.InternalServerError):
+        await OpenAIBatch(client).submit([chat("never runs")])
+
+    after = server.emulator.stats()
+    assert after["files_uploaded"] == before["files_uploaded"] + 1
+    assert after["files_deleted"] == before["files_deleted"] + 1
+    assert after["batches_created"] == before["batches_created"]
