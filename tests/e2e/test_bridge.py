@@ -227,3 +227,17 @@ async def test_bridge_state_is_a_small_readable_summary(dev_server):
     assert state["items_completed"] >= 1
     assert set(state) >= {"pending", "in_flight", "batches_submitted", "items_failed", "ticks"}
     assert "summary" not in str(state), "items must not be kept in the bridge's checkpoint"
+
+
+async def test_a_result_for_a_deleted_thread_is_recorded_undeliverable(dev_server):
+    client = get_client(url=dev_server.url)
+    before = (await bridge_state(client, "bridge_age")).get("undeliverable", 0)
+    (thread,) = await start(client, "agent", [{"item": "orphan", "bridge": "bridge_age"}])
+    await interrupted(client, [thread])
+    await client.threads.delete(thread)
+
+    async def counted() -> bool:
+        state = await bridge_state(client, "bridge_age")
+        return state.get("undeliverable", 0) > before and state.get("delivering") == 0
+
+    await until(counted, timeout=60)

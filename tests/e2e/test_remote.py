@@ -8,7 +8,7 @@ import pytest
 from langgraph_sdk import get_client
 
 from tests.conftest import E2E_GRAPHS, DevServer, start_dev_server
-from tests.e2e.helpers import bridge_state, finished, start
+from tests.e2e.helpers import bridge_state, finished, interrupted, start, until
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +44,23 @@ async def test_sync_node_on_another_deployment_reaches_the_bridge(caller_server)
     done = await finished(caller_client, threads)
     assert [t["status"] for t in done] == ["idle"] * 3, caller_server.log()[-3000:]
     assert [t["values"]["result"]["echo"] for t in done] == [f"remote sync {i}" for i in range(3)]
+
+
+async def test_results_wait_for_a_caller_deployment_that_is_down(dev_server, caller_server):
+    bridge_client = get_client(url=dev_server.url)
+    caller_client = get_client(url=caller_server.url)
+    texts = [f"while down {i}" for i in range(3)]
+    threads = await start(
+        caller_client, "agent", [{"item": t, "bridge": "bridge_age"} for t in texts]
+    )
+    await interrupted(caller_client, threads)
+    caller_server.stop()  # the caller deployment goes away before the batch is done
+
+    async def refused() -> bool:
+        state = await bridge_state(bridge_client, "bridge_age")
+        return state.get("delivering", 0) >= 3
+
+    await until(refused, timeout=60)
+    caller_server.start()  # back on the same URL, with its threads
+    done = await finished(get_client(url=caller_server.url), threads, timeout=120)
+    assert [t["values"]["result"]["echo"] for t in done] == texts

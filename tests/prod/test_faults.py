@@ -27,7 +27,17 @@ from tests.conftest import start_prod_engine
 from tests.e2e.helpers import until
 
 GRAPHS = Path(__file__).resolve().parent / "graphs" / "faults.py"
-NAMES = ["bridge", "small_bridge", "agent", "fanout", "small_fanout", "bad_item"]
+NAMES = [
+    "bridge",
+    "small_bridge",
+    "strict_bridge",
+    "agent",
+    "fanout",
+    "small_fanout",
+    "small_agent",
+    "strict_agent",
+    "bad_item",
+]
 
 
 @pytest.fixture(scope="module")
@@ -253,3 +263,45 @@ async def test_malformed_and_unstorable_records_never_stop_the_bridge(
 
     assert await until(quarantined) >= 2
     assert await client.store.get_item(items, "junk:1") is None
+
+
+async def test_a_hanging_poll_delays_no_other_batch_and_is_retried(
+    engine: ProdEngine, emulator: EmulatorServer, fault_dir: Path
+) -> None:
+    arm(fault_dir, "poll_hang")
+    texts = questions("hang", 9)  # three batches of three on small_bridge
+    threads = await start_callers(engine, "small_agent", [{"question": t} for t in texts])
+    client = live_client(engine)
+
+    async def others_done_while_one_batch_hangs() -> bool:
+        states = await asyncio.gather(*(client.threads.get(t) for t in threads))
+        statuses = Counter(s["status"] for s in states)
+        return statuses["idle"] == 6 and statuses["interrupted"] == 3
+
+    await until(others_done_while_one_batch_hangs, timeout=60, every=0.2)
+    states = await settled(engine, threads)
+    assert [s["values"]["answers"] for s in states] == [[f"Echo: {t}"] for t in texts]
+    counts = submissions(emulator)
+    assert {t: counts[t] for t in texts} == dict.fromkeys(texts, 1)
+
+
+async def test_a_batch_whose_polls_keep_failing_is_given_up_and_cancelled(
+    engine: ProdEngine, emulator: EmulatorServer, fault_dir: Path
+) -> None:
+    cancelled = emulator.emulator.stats()["batches_cancelled"]
+    arm(fault_dir, "poll_raise", 1000)
+    try:
+        texts = questions("given up", 4)
+        threads = await start_callers(engine, "strict_agent", [{"question": t} for t in texts])
+        states = await settled(engine, threads)
+    finally:
+        (fault_dir / "poll_raise").unlink(missing_ok=True)
+    client = live_client(engine)
+    for state in states:
+        assert state["status"] == "error"
+        (run, _) = await client.runs.list(state["thread_id"])  # newest first: the resume
+        joined = await client.runs.join(state["thread_id"], run["run_id"])
+        error = joined["__error__"]
+        assert error["error"] == "BatchFailedError" and "given up" in error["message"]
+        assert "injected poll failure" in error["message"]
+    assert emulator.emulator.stats()["batches_cancelled"] > cancelled  # stopped, not billed on

@@ -4,11 +4,13 @@ A fault is a file in `$BB_FAULT_DIR` named after its point; it holds how many ti
 The process that claims a firing (an atomic rename, so two workers never both claim one)
 SIGKILLs itself at that line, or raises when the point's name ends in `_raise`, exactly as a
 crashing worker would. Points: `caller_after_wait`, `submit_before`, `submit_after`, `poll`,
-`poll_raise`, `deliver_after` (after a resume run was created, before it was recorded).
+`poll_raise`, `poll_hang` (never answers), `deliver_after` (after a resume run was created,
+before it was recorded).
 """
 
 from __future__ import annotations
 
+import asyncio
 import operator
 import os
 import signal
@@ -51,20 +53,31 @@ def fail_at(point: str) -> None:
 
 
 provider = OpenAIBatch(retry_backoff_s=0.5, max_attempts=3)
+slow_provider = OpenAIBatch(retry_backoff_s=0.5, metadata={"emulator_in_progress_s": "60"})
 
 
-async def submit(items: list[Any], *, idempotency_key: str | None = None) -> Any:
-    fail_at("submit_before")
-    handle = await provider.submit(items, idempotency_key=idempotency_key)
-    fail_at("submit_after")
-    return handle
+def with_kill_points(adapter: OpenAIBatch) -> tuple[Any, Any]:
+    """The adapter's submit and poll, with kill points around the provider calls."""
+
+    async def submit(items: list[Any], *, idempotency_key: str | None = None) -> Any:
+        fail_at("submit_before")
+        handle = await adapter.submit(items, idempotency_key=idempotency_key)
+        fail_at("submit_after")
+        return handle
+
+    async def poll(handle: Any) -> Any:
+        fail_at("poll")
+        if fires("poll_raise"):
+            raise RuntimeError("injected poll failure")
+        if fires("poll_hang"):
+            await asyncio.sleep(3600)
+        return await adapter.poll(handle)
+
+    return submit, poll
 
 
-async def poll(handle: Any) -> Any:
-    fail_at("poll")
-    if fires("poll_raise"):
-        raise RuntimeError("injected poll failure")
-    return await provider.poll(handle)
+submit, poll = with_kill_points(provider)
+slow_submit, slow_poll = with_kill_points(slow_provider)
 
 
 _resume = _client.resume
@@ -137,9 +150,20 @@ small_bridge = Bridge(
     max_batch_size=3,
     max_batch_age=1,
     poll_interval=1,
-    provider_timeout=20,
+    provider_timeout=15,
     safety_cron="* * * * * */5",
     name="small_bridge",
+)
+strict_bridge = Bridge(
+    submit=slow_submit,
+    poll=slow_poll,
+    cancel=slow_provider.cancel,
+    max_batch_size=100,
+    max_batch_age=1,
+    poll_interval=1,
+    poll_error_horizon=4,
+    safety_cron="* * * * * */5",
+    name="strict_bridge",
 )
 small_llm = wrap_openai(batcher="small_bridge")
 
@@ -149,6 +173,24 @@ async def small_worker(state: State) -> State:
         model=MODEL, messages=[{"role": "user", "content": state["question"]}]
     )
     return {"answers": [completion.choices[0].message.content or ""]}
+
+
+async def small_ask(state: State) -> State:
+    return {"answers": (await small_worker(state))["answers"]}
+
+
+small_agent = StateGraph(State).add_node(small_ask).add_edge(START, "small_ask").compile()
+strict_llm = wrap_openai(batcher="strict_bridge")
+
+
+async def strict_ask(state: State) -> State:
+    completion = await strict_llm.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": state["question"]}]
+    )
+    return {"answer": completion.choices[0].message.content or ""}
+
+
+strict_agent = StateGraph(State).add_node(strict_ask).add_edge(START, "strict_ask").compile()
 
 
 def small_fan_out(state: State) -> list[Send]:
