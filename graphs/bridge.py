@@ -15,8 +15,9 @@ from batch_bridge.providers.openai import OpenAIBatch
 provider = OpenAIBatch(retry_backoff_s=float(os.environ.get("BATCH_BRIDGE_RETRY_BACKOFF_S", "60")))
 
 bridge = Bridge(
-    submit=provider.submit,
+    submit=provider.submit,  # takes the bridge's batch id as its idempotency key
     poll=provider.poll,
+    cancel=provider.cancel,
     max_batch_size=int(os.environ.get("BATCH_BRIDGE_MAX_BATCH_SIZE", "50000")),
     max_batch_age=float(os.environ.get("BATCH_BRIDGE_MAX_BATCH_AGE_S", "60")),
     poll_interval=float(os.environ.get("BATCH_BRIDGE_POLL_INTERVAL_S", "30")),

@@ -180,7 +180,9 @@ async def assert_exactly_once(
     assert {t: counts[t] for t in texts} == dict.fromkeys(texts, 1)
 
 
-@pytest.mark.parametrize("point", ["submit_before", "submit_after", "poll", "deliver_after"])
+@pytest.mark.parametrize(
+    "point", ["flush_forming", "submit_before", "submit_after", "poll", "deliver_after"]
+)
 async def test_a_bridge_worker_killed_at_any_step_loses_and_repeats_nothing(
     engine: ProdEngine, emulator: EmulatorServer, fault_dir: Path, reviver: list[int], point: str
 ) -> None:

@@ -4,8 +4,9 @@ A fault is a file in `$BB_FAULT_DIR` named after its point; it holds how many ti
 The process that claims a firing (an atomic rename, so two workers never both claim one)
 SIGKILLs itself at that line, or raises when the point's name ends in `_raise`, exactly as a
 crashing worker would. Points: `caller_after_wait`, `submit_before`, `submit_after`, `poll`,
-`poll_raise`, `poll_hang` (never answers), `deliver_after` (after a resume run was created,
-before it was recorded).
+`poll_raise`, `poll_hang` (never answers), `flush_forming` (a batch's header and members are
+written, its items not yet marked), `deliver_after` (after a resume run was created, before it
+was recorded).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.types import Send
 
 from batch_bridge import Bridge, _client
+from batch_bridge._store import Ledger
 from batch_bridge.providers.openai import OpenAIBatch, wrap_openai
 
 FAULT_DIR = Path(os.environ.get("BB_FAULT_DIR", "/nonexistent"))
@@ -89,6 +91,16 @@ async def resume(client: Any, thread_id: str, assistant_id: str, answers: dict[s
 
 
 _client.resume = resume  # the kill point inside delivery
+
+_put_members = Ledger.put_members
+
+
+async def put_members(self: Ledger, batch_id: str, keys: list[str]) -> None:
+    await _put_members(self, batch_id, keys)
+    fail_at("flush_forming")
+
+
+Ledger.put_members = put_members  # type: ignore[method-assign]  # the kill point inside a flush
 
 bridge = Bridge(
     submit=submit,
