@@ -25,14 +25,14 @@ from langgraph.config import get_config, get_store
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from batch_bridge import _client
+from batch_bridge import _client, _trust
 from batch_bridge._constants import (
     OVERDUE_GRACE_S,
     STALE_RUNNING_S,
     TICK_MARKER,
     tick_marker,
 )
-from batch_bridge._deliver import Deliverer, DeliveryPolicy, bounded
+from batch_bridge._deliver import Deliverer, DeliveryPolicy, bounded, waiting_calls
 from batch_bridge._flush import next_check_in, plan_flush
 from batch_bridge._results import batch_failed, interpret_poll
 from batch_bridge._store import (
@@ -44,13 +44,15 @@ from batch_bridge._store import (
     Ledger,
     check_storable,
 )
-from batch_bridge.errors import ProviderError
+from batch_bridge.errors import ConfigError, ProviderError
 from batch_bridge.types import FlushPolicy, Pending, PollFunc, SubmitFunc
 
 log = logging.getLogger("batch_bridge")
 
 CancelFunc = Callable[[Any], Any]
 CRON_RECHECK_S = 600.0
+THREAD_PAGE = 100
+ORPHAN_SWEEP_S = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +142,8 @@ def needs_wake(marker: dict[str, Any] | None, now: float) -> bool:
     such a caller leaves a run pending and marks "scheduled" itself, so a burst of callers
     on an idle bridge costs one wake-up, not one each.
     """
+    if marker is not None and not _trust.verify(marker):
+        marker = None
     state = marker.get("state") if marker else None
     if state == "scheduled":
         return now > (marker or {}).get("next_at", 0) + OVERDUE_GRACE_S
@@ -172,6 +176,7 @@ class Tick:
         self.now = time.time()
         self.counts: dict[str, int] = defaultdict(int)
         self.deliverer = Deliverer(self.ledger, reliability.delivery, self.now)
+        self.deferred = 0
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -320,9 +325,58 @@ class Tick:
         await self.ledger.delete_batch(header.batch_id)
         return done
 
+    async def _awaited(self, queued: list[ItemRecord]) -> tuple[list[ItemRecord], int]:
+        """The queued items whose caller thread waits on them, and how many to look at again.
+
+        Only those are worth money: a record for a thread that does not wait on it (forged,
+        replayed after its item was done, or left by a run that failed since) is quarantined
+        before the provider sees it. A busy thread may still be saving its interrupt: later.
+        """
+        by_url: dict[str | None, list[ItemRecord]] = defaultdict(list)
+        for record in queued:
+            by_url[record.resume_url].append(record)
+        ready: list[ItemRecord] = []
+        deferred = 0
+        for url, records in by_url.items():
+            try:
+                client = _client.callback_client(url)
+            except ConfigError as exc:
+                for record in records:
+                    await self.reject(record, str(exc))
+                continue
+            ids = sorted({r.thread_id for r in records})
+            threads: dict[str, dict[str, Any]] = {}
+            try:
+                for start in range(0, len(ids), THREAD_PAGE):
+                    page = ids[start : start + THREAD_PAGE]
+                    for found in await client.threads.search(ids=page, limit=len(page)):
+                        threads[found["thread_id"]] = dict(found)
+            except Exception as exc:
+                log.warning("could not read caller threads at %s: %r; later", url, exc)
+                deferred += len(records)
+                continue
+            for record in records:
+                seen = threads.get(record.thread_id)
+                waiting = waiting_calls(seen) if seen else {}
+                if waiting.get(record.key, ("", None))[1] == record.digest:
+                    ready.append(record)
+                elif seen is not None and seen.get("status") == "busy":
+                    deferred += 1
+                else:
+                    state = "gone" if seen is None else f"{seen.get('status')!r}"
+                    await self.reject(
+                        record, f"caller thread {record.thread_id!r} ({state}) does not wait on it"
+                    )
+        return ready, deferred
+
+    async def reject(self, record: ItemRecord, reason: str) -> None:
+        """Never act on a record: move it aside and count it."""
+        await self.ledger.quarantine(ITEMS, record.key, record.to_value(), reason)
+
     async def flush(self, force: bool, last_flushed_at: float) -> tuple[list[ItemRecord], bool]:
         """Turn queued items into batches; returns the items still queued and if it flushed."""
         queued = sorted(await self.ledger.items("queued"), key=lambda r: r.created_at)
+        queued, self.deferred = await self._awaited(queued) if queued else ([], 0)
         chunks = plan_flush(
             queued,
             payloads=[r.item for r in queued],
@@ -398,6 +452,7 @@ class Tick:
             elif header.status == "submitted" and header.next_poll_at <= self.now:
                 jobs.append(partial(self.poll, header))
         await bounded(jobs, self.rel.concurrency)
+        await self._sweep_orphans()
 
         last_flushed = state.get("last_flushed_at") or self.now
         remaining, flushed = await self.flush(bool(state.get("flush")), last_flushed)
@@ -413,6 +468,8 @@ class Tick:
         oldest = remaining[0].created_at if remaining else None
         due = [h.next_poll_at if h.status == "submitted" else h.not_before for h in in_flight]
         due += [r.next_attempt_at for r in results]
+        if self.deferred:
+            due.append(self.now + 1.0)
         delay = next_check_in(
             has_pending=bool(remaining),
             oldest_at=oldest,
@@ -432,7 +489,7 @@ class Tick:
             await self._mark("scheduled", time.time() + delay)
         summary: BridgeState = {
             "flush": False,
-            "pending": len(remaining),
+            "pending": len(remaining) + self.deferred,
             "oldest_pending_age_s": None if oldest is None else round(self.now - oldest, 3),
             "in_flight": [
                 {
@@ -465,6 +522,25 @@ class Tick:
             summary[key] = int(previous.get(key) or 0) + self.counts[key]  # type: ignore[literal-required]
         return summary
 
+    async def _sweep_orphans(self) -> None:
+        """Items marked for a batch that no longer exists go back to the queue.
+
+        The bridge's own order of writes never leaves such items; a deleted or quarantined
+        batch record does, and they would wait forever. Looked for once a minute.
+        """
+        meta = self.ledger.ns(META)
+        last = await self.ledger.store.aget(meta, "sweep")
+        if last is not None and self.now - float(last.value.get("at") or 0) < ORPHAN_SWEEP_S:
+            return
+        known = {h.batch_id for h in await self.ledger.headers()}
+        orphans = [r for r in await self.ledger.items("batched") if r.batch_id not in known]
+        for record in orphans:
+            record.status, record.batch_id = "queued", None
+        if orphans:
+            log.error("%d item(s) of vanished batches go back to the queue", len(orphans))
+            await self.ledger.put_items(orphans)
+        await self.ledger.store.aput(meta, "sweep", {"at": self.now}, index=False)
+
     async def _purge(self) -> None:
         """Forget delivered items once no replay of their node can need the record."""
         cutoff = self.now - self.rel.retention_s
@@ -492,7 +568,7 @@ def build_bridge_graph(
 
     async def tick(state: BridgeState) -> BridgeState:
         bridge = get_config()["configurable"].get("graph_id") or name
-        return await Tick(bridge, provider, policy, reliability).run(state)
+        return await _client.as_deployment(Tick(bridge, provider, policy, reliability).run(state))
 
     builder = StateGraph(BridgeState, input_schema=TickInput)
     builder.add_node("tick", tick)

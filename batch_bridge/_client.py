@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import os
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from langgraph.config import get_store
 from langgraph.store.base import BaseStore
@@ -13,6 +16,7 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
+from batch_bridge import _trust
 from batch_bridge._constants import (
     SERVER_URL_ENV,
     TICK_MARKER,
@@ -24,8 +28,30 @@ from batch_bridge.errors import ConfigError
 
 log = logging.getLogger("batch_bridge")
 
+T = TypeVar("T")
 _clients: dict[str | None, LangGraphClient] = {}
 _sync_clients: dict[str, SyncLangGraphClient] = {}
+
+
+async def as_deployment(work: Awaitable[T]) -> T:
+    """Await `work` as the deployment itself, not as the user whose run we are in.
+
+    In process, the LangGraph server authorises calls as the user of the current run (custom
+    auth would then file the bridge's thread under that user, and hide other users' threads
+    from it). The bridge and the wake-up call act for the deployment: they run in a copy of
+    the context with the server's auth context cleared.
+    """
+    context = contextvars.copy_context()
+    try:
+        from langgraph_api.utils import AuthContext
+    except ImportError:  # not inside a LangGraph server: nothing to clear
+        return await work
+    context.run(AuthContext.set, None)
+    return await asyncio.create_task(_awaited(work), context=context)
+
+
+async def _awaited(work: Awaitable[T]) -> T:
+    return await work
 
 
 def client_for(url: str | None) -> LangGraphClient:
@@ -33,6 +59,21 @@ def client_for(url: str | None) -> LangGraphClient:
     if url not in _clients:
         _clients[url] = get_client(url=url)
     return _clients[url]
+
+
+_callback_clients: dict[str, LangGraphClient] = {}
+
+
+def callback_client(url: str | None) -> LangGraphClient:
+    """The client the bridge resumes callers with: in process for its own deployment, else
+    only for an allow-listed URL, with the key configured for it (never the environment's
+    default key, which would go to any URL a record names)."""
+    if url is None:
+        return client_for(None)
+    api_key = _trust.callback_api_key(url)
+    if url not in _callback_clients:
+        _callback_clients[url] = get_client(url=url, api_key=api_key)
+    return _callback_clients[url]
 
 
 def sync_client_for(url: str | None) -> SyncLangGraphClient:
@@ -141,8 +182,8 @@ async def ensure_cron(
         if cron.get("schedule") == schedule and (cron.get("payload") or {}).get("input") == payload:
             return str(cron["cron_id"])
     created = await client.crons.create_for_thread(
-        thread_id, bridge, schedule=schedule, input=payload
-    )
+        thread_id, bridge, schedule=schedule, input=payload, multitask_strategy="reject"
+    )  # a firing that finds a tick running or scheduled is dropped, not queued behind it
     return str(dict(created)["cron_id"])  # typed as a Run, but the API answers a cron
 
 
@@ -197,7 +238,7 @@ class BridgeQueue:
 
     async def wake(self) -> None:
         """Make sure a run is pending on the bridge thread, then say so to later callers."""
-        await kick(self.client, self.bridge, self.url)
+        await as_deployment(kick(self.client, self.bridge, self.url))
         await self.put(
             namespace(self.bridge, META), TICK_MARKER, tick_marker("scheduled", time.time())
         )

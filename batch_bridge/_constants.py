@@ -27,8 +27,11 @@ PAGE_SIZE = 1000
 
 
 def tick_marker(state: str, next_at: float | None = None) -> dict[str, Any]:
-    """The store record that tells callers whether a tick will read the queue (see needs_wake)."""
-    return {"state": state, "next_at": next_at, "at": time.time()}
+    """The store record that tells callers whether a tick will read the queue (see needs_wake);
+    signed, so a forged one cannot talk callers out of waking the bridge."""
+    from batch_bridge._trust import sign
+
+    return sign({"state": state, "next_at": next_at, "at": time.time()})
 
 
 def bridge_thread_id(bridge: str) -> str:

@@ -23,6 +23,7 @@ from langgraph_sdk.errors import ConflictError, NotFoundError
 
 from batch_bridge import _client
 from batch_bridge._store import ItemRecord, Ledger
+from batch_bridge.errors import ConfigError
 
 log = logging.getLogger("batch_bridge")
 
@@ -53,7 +54,7 @@ async def bounded(jobs: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> N
     await asyncio.gather(*(run(j) for j in jobs))
 
 
-def _waiting(thread: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+def waiting_calls(thread: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
     """Record key (the `ref` a waiting call carries) -> (pending interrupt id, item digest).
 
     Matching by ref rather than by interrupt id covers a caller whose run was retried after
@@ -87,7 +88,11 @@ class Deliverer:
         await bounded(jobs, self.policy.concurrency)
 
     async def _thread(self, url: str | None, thread_id: str, records: list[ItemRecord]) -> None:
-        client = _client.client_for(url)
+        try:
+            client = _client.callback_client(url)
+        except ConfigError as exc:
+            await self._give_up(records, str(exc))
+            return
         try:
             thread = dict(await client.threads.get(thread_id))
         except NotFoundError:
@@ -96,7 +101,7 @@ class Deliverer:
         except Exception as exc:
             await self._refused(records, f"could not read caller thread: {exc!r}")
             return
-        waiting = _waiting(thread)
+        waiting = waiting_calls(thread)
         ready: list[tuple[str, ItemRecord]] = []
         later: list[ItemRecord] = []
         for record in records:

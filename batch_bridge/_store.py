@@ -29,6 +29,7 @@ from typing import Any, Literal, get_args
 
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
+from batch_bridge import _trust
 from batch_bridge._constants import NAMESPACE_ROOT, PAGE_SIZE
 
 log = logging.getLogger("batch_bridge")
@@ -40,11 +41,50 @@ ITEMS, BATCHES, MEMBERS, META = "items", "batches", "members", "meta"
 ALIASES, QUARANTINE = "aliases", "quarantine"
 ITEM_KIND = "batch_bridge.item"
 BATCH_KIND = "batch_bridge.batch"
+MEMBERS_KIND = "batch_bridge.members"
+ALIAS_KIND = "batch_bridge.alias"
 _INT64 = (-(2**63), 2**63 - 1)
 
 
 class RecordError(ValueError):
-    """A store record does not have the shape the bridge writes; it is quarantined."""
+    """A store record does not have the shape or signature the bridge writes; it is
+    quarantined."""
+
+
+def _verified(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RecordError("not a record")
+    if not _trust.verify(value):
+        raise RecordError("its signature does not verify (forged, altered, or another secret)")
+    return _trust.unsigned(value)
+
+
+def members_value(keys: list[str]) -> dict[str, Any]:
+    return _trust.sign({"kind": MEMBERS_KIND, "keys": keys})
+
+
+def parse_members(value: Any) -> list[str]:
+    body = _verified(value)
+    keys = body.get("keys")
+    if body.get("kind") != MEMBERS_KIND or not isinstance(keys, list):
+        raise RecordError("not a member list")
+    if not all(isinstance(k, str) for k in keys):
+        raise RecordError("member keys must be strings")
+    return keys
+
+
+def alias_value(key: str) -> dict[str, Any]:
+    return _trust.sign({"kind": ALIAS_KIND, "key": key})
+
+
+def parse_alias(value: Any) -> str | None:
+    """The record key an alias points to; None for anything unsigned or malformed."""
+    try:
+        body = _verified(value)
+    except RecordError:
+        return None
+    key = body.get("key")
+    return key if body.get("kind") == ALIAS_KIND and isinstance(key, str) else None
 
 
 def namespace(bridge: str, part: str) -> tuple[str, ...]:
@@ -148,13 +188,15 @@ class ItemRecord:
         return item_key(self.thread_id, self.interrupt_id)
 
     def to_value(self) -> dict[str, Any]:
+        """The signed store value."""
         value = dataclasses.asdict(self)
         value["kind"] = ITEM_KIND
-        return value
+        return _trust.sign(value)
 
     @classmethod
     def from_value(cls, key: str, value: Any) -> ItemRecord:
-        if not isinstance(value, dict) or value.get("kind") != ITEM_KIND:
+        value = _verified(value)
+        if value.get("kind") != ITEM_KIND:
             raise RecordError("not an item record")
         status = _want(value, "status", str, False)
         if status not in get_args(ItemStatus):
@@ -208,13 +250,15 @@ class BatchHeader:
     last_error: str | None = None
 
     def to_value(self) -> dict[str, Any]:
+        """The signed store value."""
         value = dataclasses.asdict(self)
         value["kind"] = BATCH_KIND
-        return value
+        return _trust.sign(value)
 
     @classmethod
     def from_value(cls, key: str, value: Any) -> BatchHeader:
-        if not isinstance(value, dict) or value.get("kind") != BATCH_KIND:
+        value = _verified(value)
+        if value.get("kind") != BATCH_KIND:
             raise RecordError("not a batch record")
         status = _want(value, "status", str, False)
         if status not in get_args(BatchStatus):
@@ -319,14 +363,17 @@ class Ledger:
         await self.store.adelete(self.ns(MEMBERS), batch_id)
 
     async def put_members(self, batch_id: str, keys: list[str]) -> None:
-        await self.store.aput(self.ns(MEMBERS), batch_id, {"keys": keys}, index=False)
+        await self.store.aput(self.ns(MEMBERS), batch_id, members_value(keys), index=False)
 
     async def members(self, batch_id: str) -> list[str] | None:
         stored = await self.store.aget(self.ns(MEMBERS), batch_id)
-        keys = None if stored is None else stored.value.get("keys")
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        if stored is None:
             return None
-        return keys
+        try:
+            return parse_members(stored.value)
+        except RecordError as exc:
+            await self.quarantine(MEMBERS, batch_id, stored.value, str(exc))
+            return None
 
     async def quarantine(self, part: str, key: str, value: Any, reason: str) -> None:
         """Move a record the bridge cannot trust out of its way, keeping it for inspection."""

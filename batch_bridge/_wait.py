@@ -36,10 +36,13 @@ from batch_bridge._store import (
     META,
     ItemRecord,
     RecordError,
+    alias_value,
     check_storable,
     digest,
     namespace,
+    parse_alias,
 )
+from batch_bridge._trust import require_shared_secret
 from batch_bridge.errors import ConfigError, WaitOutsideGraphError
 
 __all__ = ["wait", "wait_sync"]
@@ -126,16 +129,15 @@ def _enqueue_steps(new: ItemRecord, bridge: str) -> Steps:
         if record is not None:
             yield ("put", items, record.key, record.to_value())
         return new.key
-    alias = yield ("get", aliases, new.alias or "")
-    target = alias.get("key") if isinstance(alias, dict) else None
-    if isinstance(target, str) and target != new.key:
+    target = parse_alias((yield ("get", aliases, new.alias or "")))
+    if target is not None and target != new.key:
         earlier = yield ("get", items, target)
         if earlier is not None:
             record = _plan(earlier, target, new)
             if record is not None:
                 yield ("put", items, target, record.to_value())
             return target
-    yield ("put", aliases, new.alias or "", {"key": new.key})
+    yield ("put", aliases, new.alias or "", alias_value(new.key))
     yield ("put", items, new.key, new.to_value())
     return new.key
 
@@ -173,6 +175,7 @@ def _remote_target(url: str | None) -> tuple[str | None, str | None]:
     bridge_url = url or os.environ.get(BRIDGE_URL_ENV)
     if not bridge_url:
         return None, None
+    require_shared_secret(bridge_url)
     callback = os.environ.get(CALLBACK_URL_ENV) or os.environ.get(SERVER_URL_ENV)
     if not callback:
         raise ConfigError(

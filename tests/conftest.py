@@ -49,8 +49,13 @@ def e2e_graphs() -> dict[str, str]:
     return graphs
 
 
+SHARED_SECRET = {"BATCH_BRIDGE_SECRET": "e2e-shared-secret"}
+"""Set on the bridge's server and on the callers' other deployment (tests/e2e/test_remote.py)."""
+
+
 @pytest.fixture(scope="session")
 def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    server = start_dev_server(tmp_path_factory.mktemp("dev"), e2e_graphs())
+    env = {**SHARED_SECRET, "BATCH_BRIDGE_CALLBACK_URLS": "http://127.0.0.1:*"}
+    server = start_dev_server(tmp_path_factory.mktemp("dev"), e2e_graphs(), env=env)
     yield server
     server.stop()

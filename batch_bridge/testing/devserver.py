@@ -31,7 +31,7 @@ class DevServer:
 
     `graphs` maps graph names to `path.py:variable` specs; relative paths are resolved
     against `base_dir`. `jobs` is `--n-jobs-per-worker`: keep it above 1 because bridge
-    ticks and caller runs wait on I/O.
+    ticks and caller runs wait on I/O. `auth` is a custom auth handler (`path.py:auth`).
     """
 
     def __init__(
@@ -43,10 +43,12 @@ class DevServer:
         env: dict[str, str] | None = None,
         jobs: int = 10,
         start_timeout_s: float = 120.0,
+        auth: str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         base = Path(base_dir or Path.cwd()).resolve()
         self.graphs = {name: self._absolute(spec, base) for name, spec in graphs.items()}
+        self.auth = None if auth is None else self._absolute(auth, base)
         self.env = env or {}
         self.jobs = jobs
         self.start_timeout_s = start_timeout_s
@@ -66,7 +68,10 @@ class DevServer:
     def start(self) -> DevServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "langgraph.json"
-        config.write_text(json.dumps({"dependencies": ["."], "graphs": self.graphs}))
+        settings: dict[str, object] = {"dependencies": ["."], "graphs": self.graphs}
+        if self.auth is not None:
+            settings["auth"] = {"path": self.auth}
+        config.write_text(json.dumps(settings))
         langgraph = str(Path(sys.executable).with_name("langgraph"))
         self.process = subprocess.Popen(
             [

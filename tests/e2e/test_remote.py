@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from langgraph_sdk import get_client
 
-from tests.conftest import E2E_GRAPHS, DevServer, start_dev_server
+from tests.conftest import E2E_GRAPHS, SHARED_SECRET, DevServer, start_dev_server
 from tests.e2e.helpers import bridge_state, finished, interrupted, start, until
 
 
@@ -18,7 +18,10 @@ def caller_server(
     callers = E2E_GRAPHS / "callers.py"
     graphs = {"agent": f"{callers}:agent", "sync_agent": f"{callers}:sync_agent"}
     server = start_dev_server(
-        tmp_path_factory.mktemp("callers"), graphs, env={"BATCH_BRIDGE_URL": dev_server.url}, jobs=4
+        tmp_path_factory.mktemp("callers"),
+        graphs,
+        env={"BATCH_BRIDGE_URL": dev_server.url, **SHARED_SECRET},
+        jobs=4,
     )
     yield server
     server.stop()
@@ -49,12 +52,18 @@ async def test_sync_node_on_another_deployment_reaches_the_bridge(caller_server)
 async def test_results_wait_for_a_caller_deployment_that_is_down(dev_server, caller_server):
     bridge_client = get_client(url=dev_server.url)
     caller_client = get_client(url=caller_server.url)
-    texts = [f"while down {i}" for i in range(3)]
+    items = [{"text": f"while down {i}", "latency": 6} for i in range(3)]
     threads = await start(
-        caller_client, "agent", [{"item": t, "bridge": "bridge_age"} for t in texts]
+        caller_client, "agent", [{"item": i, "bridge": "bridge_age"} for i in items]
     )
     await interrupted(caller_client, threads)
-    caller_server.stop()  # the caller deployment goes away before the batch is done
+
+    async def submitted() -> bool:
+        state = await bridge_state(bridge_client, "bridge_age")
+        return any(b["size"] == 3 for b in state.get("in_flight", []))
+
+    await until(submitted, timeout=60)
+    caller_server.stop()  # the caller deployment goes away while its batch runs
 
     async def refused() -> bool:
         state = await bridge_state(bridge_client, "bridge_age")
@@ -63,4 +72,4 @@ async def test_results_wait_for_a_caller_deployment_that_is_down(dev_server, cal
     await until(refused, timeout=60)
     caller_server.start()  # back on the same URL, with its threads
     done = await finished(get_client(url=caller_server.url), threads, timeout=120)
-    assert [t["values"]["result"]["echo"] for t in done] == texts
+    assert [t["values"]["result"]["echo"] for t in done] == items

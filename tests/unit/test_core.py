@@ -197,8 +197,11 @@ def test_exports_are_sorted_and_complete():
 )
 def test_callers_wake_the_bridge_only_when_no_tick_is_sure_to_read_the_queue(marker, now, wake):
     from batch_bridge._bridge import needs_wake
+    from batch_bridge._trust import sign
 
-    assert needs_wake(marker, now) is wake
+    assert needs_wake(None if marker is None else sign(marker), now) is wake
+    if marker is not None and marker["state"] != "idle":
+        assert needs_wake(marker, now) is True  # unsigned: a forged marker is ignored
 
 
 async def test_wait_in_a_graph_without_a_server_says_what_is_missing():

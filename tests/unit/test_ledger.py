@@ -17,6 +17,7 @@ from batch_bridge._store import (
     check_storable,
     digest,
 )
+from batch_bridge._trust import sign, unsigned
 from batch_bridge._wait import _enqueue_steps, _plan
 
 
@@ -61,18 +62,21 @@ def test_digest_ignores_key_order():
 def test_records_round_trip_and_refuse_what_the_bridge_never_writes():
     r = record(status="result", batch_id="bb_1", result={"kind": "x", "ok": True, "value": 1})
     assert ItemRecord.from_value(r.key, r.to_value()) == r
+    good = unsigned(r.to_value())
     bad = [
-        ("t1:i1", {**r.to_value(), "status": "delivering-now"}),
-        ("t1:i1", {k: v for k, v in r.to_value().items() if k != "created_at"}),
-        ("t1:i1", {**r.to_value(), "thread_id": 5}),
-        ("other:key", r.to_value()),
-        ("t1:i1", {**r.to_value(), "result": None}),
-        ("t1:i1", {**r.to_value(), "kind": "something"}),
-        ("t1:i1", "not a dict"),
+        ("t1:i1", {**good, "status": "delivering-now"}),
+        ("t1:i1", {k: v for k, v in good.items() if k != "created_at"}),
+        ("t1:i1", {**good, "thread_id": 5}),
+        ("other:key", good),
+        ("t1:i1", {**good, "result": None}),
+        ("t1:i1", {**good, "kind": "something"}),
     ]
-    for key, value in bad:
+    for key, value in bad:  # well signed, badly shaped
         with pytest.raises(RecordError):
-            ItemRecord.from_value(key, value)
+            ItemRecord.from_value(key, sign(value))
+    for forged in (good, {**r.to_value(), "result": {"ok": True, "value": "forged"}}, "x"):
+        with pytest.raises(RecordError, match=r"signature|not a record"):
+            ItemRecord.from_value("t1:i1", forged)
     header = BatchHeader(batch_id="bb_1", status="submitted", size=3, created_at=1.0, handle={})
     assert BatchHeader.from_value("bb_1", header.to_value()) == header
     with pytest.raises(RecordError):
@@ -83,14 +87,16 @@ async def test_malformed_records_are_quarantined_not_fatal():
     ledger = Ledger(InMemoryStore(), "bridge")
     good = record(thread_id="t2")
     await ledger.put_items([good])
-    await ledger.store.aput(
-        ledger.ns(ITEMS), "t3:i3", {"kind": "batch_bridge.item", "status": "queued"}
-    )
+    malformed = sign({"kind": "batch_bridge.item", "status": "queued"})
+    await ledger.store.aput(ledger.ns(ITEMS), "t3:i3", malformed)
+    await ledger.store.aput(ledger.ns(ITEMS), "t4:i4", unsigned(record(thread_id="t4").to_value()))
     queued = await ledger.items("queued")
     assert [r.key for r in queued] == [good.key]
-    assert ledger.quarantined == 1
-    kept = await ledger.store.asearch(ledger.ns(QUARANTINE))
-    assert kept[0].value["key"] == "t3:i3" and "missing field" in kept[0].value["reason"]
+    assert ledger.quarantined == 2
+    kept = {
+        q.value["key"]: q.value["reason"] for q in await ledger.store.asearch(ledger.ns(QUARANTINE))
+    }
+    assert "missing field" in kept["t3:i3"] and "signature" in kept["t4:i4"]
     assert await ledger.store.aget(ledger.ns(ITEMS), "t3:i3") is None
 
 

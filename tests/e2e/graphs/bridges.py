@@ -2,7 +2,8 @@
 
 Items are strings or dicts. A dict with "fail" fails only that item with its message; a dict
 with "fail_batch" fails its whole batch; one with "reject_submit" makes submit raise; one
-with "wrong_length" makes poll return one result too many. Results carry the batch id and
+with "wrong_length" makes poll return one result too many; one with "latency" holds its batch
+that many seconds. Results carry the batch id and
 size so tests can see how items were batched.
 """
 
@@ -35,7 +36,8 @@ def _flag(item: Any, key: str) -> Any:
 async def poll(batch_id: str) -> Any:
     await asyncio.sleep(0)
     created, items = _batches[batch_id]
-    if time.time() - created < LATENCY_S:
+    latency = max([LATENCY_S] + [_flag(i, "latency") or 0 for i in items])
+    if time.time() - created < latency:
         return None
     if any(_flag(i, "fail_batch") for i in items):
         return RuntimeError(f"provider rejected batch {batch_id}")

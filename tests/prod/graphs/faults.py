@@ -225,3 +225,31 @@ async def unstorable(state: State) -> State:
 
 
 bad_item = StateGraph(State).add_node(unstorable).add_edge(START, "unstorable").compile()
+
+
+def _says_go(items: list[Any], last_flushed: Any) -> bool:
+    return any(i["body"]["messages"][-1]["content"].startswith("go") for i in items)
+
+
+held_bridge = Bridge(
+    submit=submit,
+    poll=poll,
+    cancel=provider.cancel,
+    max_batch_size=1000,
+    max_batch_age=None,
+    should_flush=_says_go,
+    poll_interval=1,
+    safety_cron="* * * * * */5",
+    name="held_bridge",
+)
+held_llm = wrap_openai(batcher="held_bridge")
+
+
+async def held_ask(state: State) -> State:
+    completion = await held_llm.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": state["question"]}]
+    )
+    return {"answer": completion.choices[0].message.content or ""}
+
+
+held_agent = StateGraph(State).add_node(held_ask).add_edge(START, "held_ask").compile()

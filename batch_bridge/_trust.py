@@ -1,0 +1,138 @@
+"""The trust boundary: which records the bridge may act on, and which URLs it may call.
+
+The bridge resumes threads and calls URLs with the deployment's own credentials, on the say
+of store records that any API client with store access could write. So:
+
+- every record is signed with HMAC-SHA256 (`hmac`, standard library) under a secret only the
+  deployments' servers hold, and the bridge verifies every record it reads; a record that
+  fails is quarantined, counted and never acted on;
+- the bridge calls only its own deployment (in process) and callback URLs on an allow-list
+  from its configuration, with the credentials that configuration names for each; a URL
+  that comes from a record is never given a key.
+
+Where the secret comes from, in order: `BATCH_BRIDGE_SECRET` (required when callers and the
+bridge are on different deployments: set the same value on both); otherwise a key derived
+from the deployment's own database and Redis URIs, which only its servers know; otherwise
+(`langgraph dev`, one process) a random key kept in a file beside the server's state.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from batch_bridge.errors import ConfigError
+
+SECRET_ENV = "BATCH_BRIDGE_SECRET"
+CALLBACK_URLS_ENV = "BATCH_BRIDGE_CALLBACK_URLS"
+"""Comma-separated callback origins the bridge may resume callers at; each may be a glob
+(`https://*.example.com`) and may name the environment variable holding its API key after
+a space (`https://callers.example.com LANGSMITH_API_KEY`)."""
+_DEV_SECRET_FILE = Path(".langgraph_api") / "batch_bridge.secret"
+_SIG = "sig"
+
+_secret: bytes | None = None
+
+
+def _derive() -> bytes:
+    explicit = os.environ.get(SECRET_ENV)
+    if explicit:
+        return explicit.encode()
+    server_only = [os.environ.get(name) for name in ("DATABASE_URI", "REDIS_URI")]
+    if any(server_only):
+        material = "\n".join(v or "" for v in server_only)
+        return hashlib.sha256(f"batch-bridge-record-key\n{material}".encode()).digest()
+    path = _DEV_SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x") as fresh:  # exclusive create: one key per server directory
+            fresh.write(secrets.token_hex(32))
+    except FileExistsError:
+        pass
+    return path.read_text().strip().encode()
+
+
+def secret() -> bytes:
+    """The record-signing key of this process (see the module docstring)."""
+    global _secret
+    if _secret is None:
+        _secret = _derive()
+    return _secret
+
+
+def require_shared_secret(bridge_url: str) -> None:
+    """Callers of a bridge on another deployment must share its secret explicitly."""
+    if not os.environ.get(SECRET_ENV):
+        raise ConfigError(
+            f"The bridge at {bridge_url} only trusts records signed with its secret: set "
+            f"{SECRET_ENV} to the same value on this deployment and on the bridge's."
+        )
+
+
+def _canonical(value: dict[str, Any]) -> bytes:
+    unsigned = {k: v for k, v in value.items() if k != _SIG}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign(value: dict[str, Any]) -> dict[str, Any]:
+    """The value with its signature; what is stored."""
+    mac = hmac.new(secret(), _canonical(value), hashlib.sha256).hexdigest()
+    return {**value, _SIG: mac}
+
+
+def verify(value: Any) -> bool:
+    """Whether a stored value carries a valid signature over everything else in it."""
+    if not isinstance(value, dict) or not isinstance(value.get(_SIG), str):
+        return False
+    try:
+        expected = hmac.new(secret(), _canonical(value), hashlib.sha256).hexdigest()
+    except (TypeError, ValueError):
+        return False
+    return hmac.compare_digest(expected, value[_SIG])
+
+
+def unsigned(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k != _SIG}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRule:
+    pattern: str
+    key_env: str | None
+
+
+def callback_rules() -> list[CallbackRule]:
+    rules = []
+    for entry in os.environ.get(CALLBACK_URLS_ENV, "").split(","):
+        words = entry.split()
+        if words:
+            rules.append(CallbackRule(_origin(words[0]), words[1] if len(words) > 1 else None))
+    return rules
+
+
+def callback_api_key(url: str) -> str | None:
+    """The API key configured for a callback URL; raises if the URL is not allowed at all.
+
+    No rule, no call: a URL read from a record is never contacted, let alone given a key.
+    """
+    origin = _origin(url)
+    for rule in callback_rules():
+        if fnmatch.fnmatchcase(origin, rule.pattern):
+            return os.environ.get(rule.key_env) if rule.key_env else None
+    raise ConfigError(
+        f"callback URL {url!r} is not on the bridge's allow-list ({CALLBACK_URLS_ENV}); "
+        "the bridge never calls a URL that only a store record names"
+    )

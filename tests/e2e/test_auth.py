@@ -1,0 +1,66 @@
+"""Two users of one deployment share a bridge under custom auth (examples/auth/auth.py).
+
+Each is resumed with their own results; neither can read the other's threads, nor the
+bridge's records or state; the bridge acts as the deployment itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.errors import NotFoundError
+
+from batch_bridge import bridge_thread_id
+from tests.conftest import E2E_GRAPHS, ROOT, DevServer
+from tests.e2e.helpers import finished, start
+
+TOKENS = {"alice": "alice-token", "bob": "bob-token"}
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    graphs = {
+        "bridge": f"{E2E_GRAPHS / 'bridges.py'}:bridge",
+        "agent": f"{E2E_GRAPHS / 'callers.py'}:agent",
+    }
+    env = {"EXAMPLE_USER_TOKENS": ",".join(f"{u}:{t}" for u, t in TOKENS.items())}
+    server = DevServer(
+        tmp_path_factory.mktemp("auth"),
+        graphs,
+        env=env,
+        auth=str(ROOT / "examples" / "auth" / "auth.py") + ":auth",
+    ).start()
+    yield server
+    server.stop()
+
+
+def as_user(server: DevServer, user: str | None):
+    headers = {"Authorization": f"Bearer {TOKENS[user]}"} if user else {}
+    return get_client(url=server.url, headers=headers, api_key=None)
+
+
+async def test_users_share_a_bridge_and_see_only_their_own(auth_server: DevServer) -> None:
+    alice, bob = as_user(auth_server, "alice"), as_user(auth_server, "bob")
+    alice_items = [f"alice secret {i}" for i in range(3)]
+    bob_items = [f"bob secret {i}" for i in range(3)]
+    alice_threads = await start(alice, "agent", [{"item": i} for i in alice_items])
+    bob_threads = await start(bob, "agent", [{"item": i} for i in bob_items])
+
+    alice_done = await finished(alice, alice_threads)
+    bob_done = await finished(bob, bob_threads)
+    assert [t["values"]["result"]["echo"] for t in alice_done] == alice_items
+    assert [t["values"]["result"]["echo"] for t in bob_done] == bob_items
+
+    for thread_id in bob_threads:  # alice cannot read bob's threads, items or results
+        with pytest.raises(NotFoundError):
+            await alice.threads.get_state(thread_id)
+    assert {t["thread_id"] for t in await alice.threads.search(limit=100)} == set(alice_threads)
+    with pytest.raises(NotFoundError):  # nor the bridge's thread
+        await alice.threads.get_state(bridge_thread_id("bridge"))
+    seen = await alice.store.search_items(("batch_bridge", "bridge", "items"), limit=100)
+    assert seen["items"] == []  # her namespace is her own: the bridge's records are not in it
+
+    with pytest.raises(Exception, match="unknown or missing token"):  # 401
+        await as_user(auth_server, None).threads.search(limit=1)
