@@ -421,7 +421,9 @@ class Tick:
         seen = stored.value if stored is not None else {}
         if seen.get("schedule") == schedule and self.now - seen.get("at", 0) < CRON_RECHECK_S:
             return
-        await _client.ensure_cron(self.client, bridge=self.bridge, schedule=schedule)
+        await _client.ensure_cron(
+            self.client, bridge=self.bridge, schedule=schedule, multitask_strategy="reject"
+        )
         await self.ledger.store.aput(
             self.ledger.ns(META), "cron", {"schedule": schedule, "at": self.now}, index=False
         )

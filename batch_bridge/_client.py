@@ -169,10 +169,13 @@ async def ensure_cron(
     bridge: str = "bridge",
     schedule: str = "* * * * *",
     flush: bool = False,
+    multitask_strategy: str = "enqueue",
 ) -> str:
     """Create the bridge's safety-net cron once; returns its id (an existing one if equal).
 
-    A cron with `flush=True` also forces every pending item out on each firing.
+    A cron with `flush=True` also forces every pending item out on each firing; its runs
+    queue behind a running or scheduled tick (`multitask_strategy="enqueue"`), where the
+    bridge's own safety cron uses "reject": a tick is coming anyway.
     Seconds use the six-field, seconds-last form: "* * * * * */10" fires every 10 s.
     """
     thread_id = bridge_thread_id(bridge)
@@ -182,8 +185,8 @@ async def ensure_cron(
         if cron.get("schedule") == schedule and (cron.get("payload") or {}).get("input") == payload:
             return str(cron["cron_id"])
     created = await client.crons.create_for_thread(
-        thread_id, bridge, schedule=schedule, input=payload, multitask_strategy="reject"
-    )  # a firing that finds a tick running or scheduled is dropped, not queued behind it
+        thread_id, bridge, schedule=schedule, input=payload, multitask_strategy=multitask_strategy
+    )
     return str(dict(created)["cron_id"])  # typed as a Run, but the API answers a cron
 
 

@@ -61,6 +61,10 @@ async def test_users_share_a_bridge_and_see_only_their_own(auth_server: DevServe
         await alice.threads.get_state(bridge_thread_id("bridge"))
     seen = await alice.store.search_items(("batch_bridge", "bridge", "items"), limit=100)
     assert seen["items"] == []  # her namespace is her own: the bridge's records are not in it
+    # what bob writes "into the bridge" lands in bob's own namespace, which the bridge never reads
+    await bob.store.put_item(("batch_bridge", "bridge", "items"), "x:y", {"status": "queued"})
+    mine = await bob.store.search_items(("batch_bridge", "bridge", "items"), limit=100)
+    assert [i["namespace"] for i in mine["items"]] == [["bob", "batch_bridge", "bridge", "items"]]
 
     with pytest.raises(Exception, match="unknown or missing token"):  # 401
         await as_user(auth_server, None).threads.search(limit=1)

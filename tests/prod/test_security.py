@@ -226,6 +226,7 @@ async def test_a_forged_url_is_never_called_and_no_key_leaves(
 ) -> None:
     client = get_client(url=engine.url)
     texts, victims = await held_callers(engine, "url")
+    before = await counted(engine, "held_bridge")
     (waiting,) = (await client.threads.get_state(victims[0]))["interrupts"]
     unsigned = record_like(victims[0], "url-1", chat("attacker url"), resume_url=listener.url)
     await client.store.put_item(ns("held_bridge", "items"), f"{victims[0]}:url-1", unsigned)
@@ -244,6 +245,7 @@ async def test_a_forged_url_is_never_called_and_no_key_leaves(
     assert "allow-list" in reasons[signed.key]
     assert listener.requests == []
     assert not attacker_text_sent(emulator)
+    assert await until(lambda: _grew(engine, "held_bridge", before, 2))
     assert waiting["value"]["ref"] == f"{victims[0]}:{waiting['id']}"
 
 
@@ -258,12 +260,14 @@ async def test_a_replayed_record_of_a_finished_item_is_not_sent_again(
     assert captured["status"] == "queued" and _trust.verify(captured)  # a genuine record
     await release_and_check(engine, emulator, texts, victims)
 
+    before = await counted(engine, "held_bridge")
     await client.store.put_item(ns("held_bridge", "items"), key, captured)  # replay
     more, threads = await held_callers(engine, "after replay", n=1)
     await release_and_check(engine, emulator, more, threads)
     reasons = await quarantine_reasons(engine, "held_bridge")
     assert "does not wait" in reasons[key]
     assert submissions(emulator)[texts[0]] == 1
+    assert await until(lambda: _grew(engine, "held_bridge", before, 1))
 
 
 async def test_keys_never_reach_state_records_or_logs(
