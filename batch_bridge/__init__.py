@@ -3,7 +3,7 @@
 import contextlib
 
 from batch_bridge._batcher import Batcher, Bridge
-from batch_bridge._client import delete_crons, ensure_cron
+from batch_bridge._client import delete_crons, ensure_cron, result
 from batch_bridge._constants import bridge_thread_id
 from batch_bridge._wait import wait, wait_sync
 from batch_bridge.errors import (
@@ -15,7 +15,7 @@ from batch_bridge.errors import (
     ProviderError,
     WaitOutsideGraphError,
 )
-from batch_bridge.types import FlushPolicy, Pending
+from batch_bridge.types import Pending
 
 __all__ = [
     "BatchBridgeError",
@@ -24,7 +24,6 @@ __all__ = [
     "Batcher",
     "Bridge",
     "ConfigError",
-    "FlushPolicy",
     "Pending",
     "PlatformError",
     "ProviderError",
@@ -32,6 +31,7 @@ __all__ = [
     "bridge_thread_id",
     "delete_crons",
     "ensure_cron",
+    "result",
     "wait",
     "wait_sync",
 ]

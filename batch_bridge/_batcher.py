@@ -1,4 +1,4 @@
-"""`Batcher` and `Bridge`: the flush policy plus submit/poll, usable three ways.
+"""`Bridge` (and `Batcher`, its seed name): the flush policy plus submit/poll, three ways.
 
 Registered in langgraph.json, an instance is the bridge graph. Called inside a graph node on
 a LangGraph server, `submit` interrupts the thread and the bridge resumes it. Called anywhere
@@ -69,48 +69,47 @@ def _in_server_graph() -> bool:
     return config.get("configurable", {}).get("__pregel_checkpointer") is not None
 
 
-class Batcher:
-    """Collects items, flushes them as batches through `submit_func`, polls `poll_func`.
+class Bridge:
+    """A bridge: the flush rule plus the provider's submit/poll, usable three ways.
 
-    `submit_func(items) -> batch_id` and `poll_func(batch_id)` may be sync or async. Poll
-    returns None while the batch runs, results in submission order when done, or an
-    exception (returned or raised) when the whole batch failed; an exception inside the
-    results fails only that item.
+    `submit(items) -> batch_id` and `poll(batch_id)` may be sync or async. Poll returns None
+    while the batch runs, results in submission order when done, or an exception (returned)
+    when the whole batch failed; an exception inside the results fails only that item.
 
-    A `submit_func` that accepts an `idempotency_key` keyword gets the bridge's batch id and
-    must return the same batch for the same key: then a submit retried after a crash is
-    exactly once (`OpenAIBatch` does this). Without it a crash mid-submit may submit twice.
-    `cancel_func(batch_id)` stops a batch the bridge gives up on. `provider_timeout` bounds
-    every provider call; `delivery_horizon` is how long refused resumes are retried;
-    `poll_error_horizon` how long raised poll errors count as transient;
-    `safety_cron` is the schedule of the cron the bridge creates on its own thread.
+    A `submit` that accepts an `idempotency_key` keyword gets the bridge's batch id and must
+    return the same batch for the same key: then a submit retried after a crash is exactly
+    once (`OpenAIBatch` does this). Without it a crash mid-submit may submit twice.
+    `cancel(batch_id)` stops a batch the bridge gives up on. `provider_timeout` bounds every
+    provider call; `delivery_horizon` is how long refused resumes are retried;
+    `poll_error_horizon` how long raised poll errors count as transient; `safety_cron` is the
+    schedule of the cron the bridge creates on its own thread (None: none).
+
+    Register it in langgraph.json under the name callers pass to `wait(..., batcher=NAME)`.
     """
 
     def __init__(
         self,
-        submit_func: SubmitFunc,
-        poll_func: PollFunc,
+        *,
+        submit: SubmitFunc,
+        poll: PollFunc,
         max_batch_size: int = 50_000,
         max_batch_age: timedelta | float | None = _DEFAULT_AGE,
-        should_flush_func: ShouldFlushFunc | None = None,
+        should_flush: ShouldFlushFunc | None = None,
         name: str = "bridge",
         poll_interval: timedelta | float = _DEFAULT_POLL,
-        *,
-        cancel_func: CancelFunc | None = None,
+        cancel: CancelFunc | None = None,
         provider_timeout: timedelta | float = _DEFAULT_TIMEOUT,
         delivery_horizon: timedelta | float = _DEFAULT_HORIZON,
         poll_error_horizon: timedelta | float = _DEFAULT_POLL_ERRORS,
         safety_cron: str | None = "* * * * *",
     ) -> None:
-        if not callable(submit_func) or not callable(poll_func):
-            raise TypeError("submit_func and poll_func must be callables (sync or async).")
-        if cancel_func is not None and not callable(cancel_func):
-            raise TypeError("cancel_func must be a callable (sync or async) or None.")
-        self.submit_func = submit_func
-        self.poll_func = poll_func
-        self.provider = Provider(
-            submit_func, poll_func, cancel_func, accepts_idempotency_key(submit_func)
-        )
+        if not callable(submit) or not callable(poll):
+            raise TypeError("submit and poll must be callables (sync or async).")
+        if cancel is not None and not callable(cancel):
+            raise TypeError("cancel must be a callable (sync or async) or None.")
+        self.submit_func = submit
+        self.poll_func = poll
+        self.provider = Provider(submit, poll, cancel, accepts_idempotency_key(submit))
         self.reliability = _reliability(
             provider_timeout, delivery_horizon, poll_error_horizon, safety_cron
         )
@@ -118,7 +117,7 @@ class Batcher:
         self.policy = FlushPolicy.coerce(
             max_batch_size=max_batch_size,
             max_batch_age=max_batch_age,
-            should_flush=should_flush_func,
+            should_flush=should_flush,
             poll_interval=poll_interval,
         )
         self._graph: CompiledStateGraph | None = None
@@ -162,39 +161,29 @@ class Batcher:
         return await asyncio.wrap_future(self._local().submit(item))
 
 
-class Bridge(Batcher):
-    """A bridge graph from `submit`/`poll` callables: `bridge = Bridge(submit=..., poll=...)`.
-
-    Register it in langgraph.json under the name callers pass to `wait(..., batcher=NAME)`.
-    """
+class Batcher(Bridge):
+    """`Bridge` under the seed's name and positional arguments:
+    `Batcher(submit_func, poll_func, max_batch_size, max_batch_age, should_flush_func, name,
+    poll_interval)`; further `Bridge` options (cancel, timeouts, safety_cron) by keyword."""
 
     def __init__(
         self,
-        *,
-        submit: SubmitFunc,
-        poll: PollFunc,
+        submit_func: SubmitFunc,
+        poll_func: PollFunc,
         max_batch_size: int = 50_000,
         max_batch_age: timedelta | float | None = _DEFAULT_AGE,
-        should_flush: ShouldFlushFunc | None = None,
+        should_flush_func: ShouldFlushFunc | None = None,
         name: str = "bridge",
         poll_interval: timedelta | float = _DEFAULT_POLL,
-        cancel: CancelFunc | None = None,
-        provider_timeout: timedelta | float = _DEFAULT_TIMEOUT,
-        delivery_horizon: timedelta | float = _DEFAULT_HORIZON,
-        poll_error_horizon: timedelta | float = _DEFAULT_POLL_ERRORS,
-        safety_cron: str | None = "* * * * *",
+        **options: Any,
     ) -> None:
         super().__init__(
-            submit,
-            poll,
+            submit=submit_func,
+            poll=poll_func,
             max_batch_size=max_batch_size,
             max_batch_age=max_batch_age,
-            should_flush_func=should_flush,
+            should_flush=should_flush_func,
             name=name,
             poll_interval=poll_interval,
-            cancel_func=cancel,
-            provider_timeout=provider_timeout,
-            delivery_horizon=delivery_horizon,
-            poll_error_horizon=poll_error_horizon,
-            safety_cron=safety_cron,
+            **options,
         )

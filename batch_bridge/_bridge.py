@@ -99,6 +99,9 @@ class BridgeState(TypedDict, total=False):
     items_failed: int
     items_delivered: int
     records_quarantined: int
+    record_key: str
+    """Where the record-signing key comes from: "configured" (BATCH_BRIDGE_SECRET),
+    "derived" (from the deployment's own connection settings) or "local file" (dev)."""
     ticks: int
 
 
@@ -267,11 +270,11 @@ class Tick:
         if outcome is None or isinstance(outcome, Pending):
             if isinstance(outcome, Pending):
                 try:
-                    check_storable(outcome.batch_id, "the batch handle poll returned")
+                    check_storable(outcome.handle, "the batch handle poll returned")
                 except ValueError as exc:
                     await self._give_up(header, _describe(exc))
                     return
-                header.handle = outcome.batch_id
+                header.handle = outcome.handle
             header.poll_error_since = None
             header.last_error = None
             header.next_poll_at = time.time() + self.policy.poll_interval_s
@@ -507,6 +510,7 @@ class Tick:
             "undeliverable": undeliverable,
             "last_flushed_at": last_flushed,
             "next_tick_in_s": delay,
+            "record_key": _trust.key_source(),
             "ticks": state.get("ticks", 0) + 1,
         }
         self.counts["items_delivered"] += self.deliverer.delivered

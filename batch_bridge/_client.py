@@ -24,7 +24,7 @@ from batch_bridge._constants import (
     tick_marker,
 )
 from batch_bridge._store import META, namespace
-from batch_bridge.errors import ConfigError
+from batch_bridge.errors import ConfigError, PlatformError
 
 log = logging.getLogger("batch_bridge")
 
@@ -161,6 +161,46 @@ async def resume(
         command={"resume": answers},
         multitask_strategy="reject",
     )
+
+
+async def result(
+    client: LangGraphClient,
+    thread_id: str,
+    *,
+    timeout_s: float | None = None,
+    poll_interval_s: float = 0.5,
+) -> dict[str, Any]:
+    """A thread's final values, once every `wait()` in it has been answered.
+
+    `runs.wait` on a caller returns as soon as the thread is interrupted (status `success`,
+    with `__interrupt__`); the answer arrives in a later run that the bridge starts. This
+    waits for the thread itself to settle. Raises `PlatformError` with the run's error if the
+    thread ended in error, `TimeoutError` after `timeout_s`.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        thread = await client.threads.get(thread_id)
+        if thread["status"] == "idle":
+            return dict(thread["values"] or {})
+        if thread["status"] == "error":
+            raise PlatformError(
+                f"thread {thread_id!r} failed: {await _last_error(client, thread_id)}"
+            )
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"thread {thread_id!r} still {thread['status']!r} after {timeout_s}s"
+            )
+        await asyncio.sleep(poll_interval_s)
+
+
+async def _last_error(client: LangGraphClient, thread_id: str) -> str:
+    for run in await client.runs.list(thread_id, limit=10):
+        if run["status"] == "error":
+            joined = await client.runs.join(thread_id, run["run_id"])
+            error = joined.get("__error__") if isinstance(joined, dict) else None
+            if isinstance(error, dict):
+                return f"{error.get('error')}: {error.get('message')}"
+    return "no error details recorded"
 
 
 async def ensure_cron(

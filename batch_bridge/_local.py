@@ -131,7 +131,7 @@ class LocalRunner:
         outcome = interpret_poll(result, len(batch.waiting), batch.batch_id)
         if outcome is None or isinstance(outcome, Pending):
             if isinstance(outcome, Pending):
-                batch.handle = outcome.batch_id
+                batch.handle = outcome.handle
             batch.next_poll_at = time.time() + self.policy.poll_interval_s
             return
         self._in_flight.remove(batch)

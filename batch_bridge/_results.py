@@ -13,7 +13,7 @@ from typing import Any
 
 from batch_bridge._constants import RESULT_KIND
 from batch_bridge._store import check_storable
-from batch_bridge.errors import ERRORS_BY_NAME, BatchFailedError, BatchItemError
+from batch_bridge.errors import _ERRORS_BY_NAME, BatchFailedError, BatchItemError
 from batch_bridge.types import Pending
 
 Envelope = dict[str, Any]
@@ -100,7 +100,7 @@ def unwrap(envelope: Envelope) -> Any:
     if envelope.get("ok"):
         return envelope.get("value")
     error = envelope.get("error") or {}
-    cls = ERRORS_BY_NAME.get(error.get("type", ""), BatchItemError)
+    cls = _ERRORS_BY_NAME.get(error.get("type", ""), BatchItemError)
     message = error.get("message", "batch item failed")
     if issubclass(cls, BatchItemError):
         raise cls(message, code=error.get("code"))

@@ -11,9 +11,10 @@ of store records that any API client with store access could write. So:
   that comes from a record is never given a key.
 
 Where the secret comes from, in order: `BATCH_BRIDGE_SECRET` (required when callers and the
-bridge are on different deployments: set the same value on both); otherwise a key derived
-from the deployment's own database and Redis URIs, which only its servers know; otherwise
-(`langgraph dev`, one process) a random key kept in a file beside the server's state.
+bridge are on different deployments: set the same value on both; recommended everywhere);
+otherwise a key derived from settings only the deployment's servers hold (database and
+Redis URIs with their passwords, LangSmith and licence keys), as strong as they are; under
+`langgraph dev` (one process) a random key kept in a file beside the server's state.
 """
 
 from __future__ import annotations
@@ -40,16 +41,21 @@ _DEV_SECRET_FILE = Path(".langgraph_api") / "batch_bridge.secret"
 _SIG = "sig"
 
 _secret: bytes | None = None
+_source = ""
 
 
-def _derive() -> bytes:
+_SERVER_ONLY = ("DATABASE_URI", "REDIS_URI", "LANGSMITH_API_KEY", "LANGGRAPH_CLOUD_LICENSE_KEY")
+
+
+def _derive() -> tuple[bytes, str]:
     explicit = os.environ.get(SECRET_ENV)
     if explicit:
-        return explicit.encode()
-    server_only = [os.environ.get(name) for name in ("DATABASE_URI", "REDIS_URI")]
-    if any(server_only):
-        material = "\n".join(v or "" for v in server_only)
-        return hashlib.sha256(f"batch-bridge-record-key\n{material}".encode()).digest()
+        return explicit.encode(), "configured"
+    if os.environ.get("LANGGRAPH_RUNTIME_EDITION") != "inmem":  # langgraph dev sets dummies
+        material = [os.environ.get(name) or "" for name in _SERVER_ONLY]
+        if any(material):
+            text = "\n".join(["batch-bridge-record-key", *material])
+            return hashlib.sha256(text.encode()).digest(), "derived"
     path = _DEV_SECRET_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -57,15 +63,21 @@ def _derive() -> bytes:
             fresh.write(secrets.token_hex(32))
     except FileExistsError:
         pass
-    return path.read_text().strip().encode()
+    return path.read_text().strip().encode(), "local file"
 
 
 def secret() -> bytes:
     """The record-signing key of this process (see the module docstring)."""
-    global _secret
+    global _secret, _source
     if _secret is None:
-        _secret = _derive()
+        _secret, _source = _derive()
     return _secret
+
+
+def key_source() -> str:
+    """Where the key came from: "configured", "derived" or "local file" (shown in state)."""
+    secret()
+    return _source
 
 
 def require_shared_secret(bridge_url: str) -> None:

@@ -87,7 +87,7 @@ class WaitOutsideGraphError(RuntimeError):
         )
 
 
-ERRORS_BY_NAME: dict[str, type[BatchBridgeError]] = {
+_ERRORS_BY_NAME: dict[str, type[BatchBridgeError]] = {
     cls.__name__: cls
     for cls in (
         BatchBridgeError,

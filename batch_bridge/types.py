@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
 __all__ = [
-    "FlushPolicy",
     "Pending",
     "PollFunc",
     "PollResult",
@@ -26,7 +25,7 @@ class Pending:
     must poll the new handle from now on. The handle must be JSON-serialisable.
     """
 
-    batch_id: Any
+    handle: Any
     """The handle the next poll receives, replacing the one `submit` returned."""
 
 
@@ -38,7 +37,7 @@ An exception inside the sequence fails only that item."""
 SubmitFunc: TypeAlias = Callable[[list[Any]], Any | Awaitable[Any]]
 """Sends a list of items to the provider; returns a JSON-serialisable batch handle."""
 
-PollFunc: TypeAlias = Callable[[Any], Any | Awaitable[Any]]
+PollFunc: TypeAlias = Callable[[Any], "PollResult | Awaitable[PollResult]"]
 """Checks a batch handle; returns a `PollResult` (or raises for a whole-batch failure)."""
 
 ShouldFlushFunc: TypeAlias = Callable[[list[Any], datetime], bool]

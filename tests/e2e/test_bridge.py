@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from langgraph_sdk import get_client
 
-from batch_bridge import bridge_thread_id, delete_crons, ensure_cron
+from batch_bridge import PlatformError, bridge_thread_id, delete_crons, ensure_cron, result
 from batch_bridge._store import digest
 from tests.e2e.helpers import bridge_state, finished, interrupted, start, until
 
@@ -241,3 +242,12 @@ async def test_an_item_whose_thread_was_deleted_is_never_sent_and_is_counted(dev
         return state.get("records_quarantined", 0) > before and state.get("pending") == 0
 
     await until(counted, timeout=60)
+
+
+async def test_result_waits_for_the_answer_and_names_a_failure(dev_server):
+    client = get_client(url=dev_server.url)
+    ok, bad = await start(client, "agent", [{"item": "answer me"}, {"item": {"fail": "nope"}}])
+    values = await result(client, ok, timeout_s=60)
+    assert values["result"]["echo"] == "answer me"
+    with pytest.raises(PlatformError, match="BatchItemError: nope"):
+        await result(client, bad, timeout_s=60)

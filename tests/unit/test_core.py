@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -16,13 +17,13 @@ from batch_bridge import (
     BatchItemError,
     Bridge,
     ConfigError,
-    FlushPolicy,
     Pending,
     WaitOutsideGraphError,
     wait,
 )
 from batch_bridge._flush import next_check_in, plan_flush
 from batch_bridge._results import failed, interpret_poll, ok, unwrap
+from batch_bridge.types import FlushPolicy
 
 
 def policy(**kw):
@@ -178,10 +179,12 @@ def test_batcher_is_registrable_as_a_graph():
     assert "tick" in graph.nodes
 
 
-def test_exports_are_sorted_and_complete():
+def test_exports_are_sorted_complete_and_documented():
     assert batch_bridge.__all__ == sorted(batch_bridge.__all__)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for name in batch_bridge.__all__:
-        assert getattr(batch_bridge, name) is not None
+        assert getattr(batch_bridge, name).__module__ == "batch_bridge" or name.islower()
+        assert f"`{name}" in readme, f"{name} is exported but the README never names it"
 
 
 @pytest.mark.parametrize(

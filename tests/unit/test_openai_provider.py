@@ -96,7 +96,7 @@ class Run:
                 self.nones += 1
                 await asyncio.sleep(0.02)
             elif isinstance(outcome, Pending):
-                handle = outcome.batch_id
+                handle = outcome.handle
                 assert_plain_json(handle)
                 self.handles.append(json.loads(json.dumps(handle)))
             else:
@@ -716,11 +716,11 @@ async def test_replayed_poll_adopts_the_resubmission_it_made(
 
     assert isinstance(first, Pending) and isinstance(replayed, Pending)
     assert counters(server) == created
-    new, again = first.batch_id["parts"][1], replayed.batch_id["parts"][1]
+    new, again = first.handle["parts"][1], replayed.handle["parts"][1]
     assert (new["batch"], new["file"]) == (again["batch"], again["file"])
     assert (new["origin"], new["attempt"]) == (0, 1)
     assert f"{key}-0-r1.jsonl" in await input_files_of(client, key)
-    assert_echoes(await Run(adapter).finish(replayed.batch_id), texts)
+    assert_echoes(await Run(adapter).finish(replayed.handle), texts)
     expired = await client.batches.retrieve(handle["parts"][0]["batch"])
     assert expired.status == "expired" and expired.error_file_id is not None
     errors = (await client.files.content(expired.error_file_id)).text.splitlines()
