@@ -120,7 +120,7 @@ class Bridge:
             should_flush=should_flush,
             poll_interval=poll_interval,
         )
-        self._graph: CompiledStateGraph | None = None
+        self._graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
         self._runner: LocalRunner | None = None
         self._runner_lock = threading.Lock()
 
@@ -128,7 +128,7 @@ class Bridge:
         return f"{type(self).__name__}(name={self.name!r}, policy={self.policy!r})"
 
     @property
-    def graph(self) -> CompiledStateGraph:
+    def graph(self) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The bridge graph; built once because the server asks for it on every run."""
         if self._graph is None:
             self._graph = build_bridge_graph(
@@ -136,7 +136,7 @@ class Bridge:
             )
         return self._graph
 
-    def __call__(self) -> CompiledStateGraph:
+    def __call__(self) -> CompiledStateGraph[Any, Any, Any, Any]:
         return self.graph
 
     def _local(self) -> LocalRunner:

@@ -99,6 +99,8 @@ class BridgeState(TypedDict, total=False):
     items_failed: int
     items_delivered: int
     records_quarantined: int
+    last_error: str | None
+    """The latest provider error a tick met (a configuration error shows here at once)."""
     record_key: str
     """Where the record-signing key comes from: "configured" (BATCH_BRIDGE_SECRET),
     "derived" (from the deployment's own connection settings) or "local file" (dev)."""
@@ -149,9 +151,9 @@ def needs_wake(marker: dict[str, Any] | None, now: float) -> bool:
         marker = None
     state = marker.get("state") if marker else None
     if state == "scheduled":
-        return now > (marker or {}).get("next_at", 0) + OVERDUE_GRACE_S
+        return now > float((marker or {}).get("next_at") or 0) + OVERDUE_GRACE_S
     if state == "running":
-        return now > (marker or {}).get("at", 0) + STALE_RUNNING_S
+        return now > float((marker or {}).get("at") or 0) + STALE_RUNNING_S
     return True
 
 
@@ -180,6 +182,7 @@ class Tick:
         self.counts: dict[str, int] = defaultdict(int)
         self.deliverer = Deliverer(self.ledger, reliability.delivery, self.now)
         self.deferred = 0
+        self.last_error: str | None = None
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -245,7 +248,10 @@ class Tick:
             header.submit_attempts,
             reason,
         )
-        retryable = not isinstance(exc, ProviderError) or exc.retryable
+        retryable = not isinstance(exc, ConfigError) and (
+            not isinstance(exc, ProviderError) or exc.retryable
+        )
+        self.last_error = f"batch {header.batch_id}: {reason}"
         if retryable and header.submit_attempts < self.rel.max_submit_attempts:
             header.status = "submitting"
             header.not_before = self.now + self.rel.submit_backoff_s * 2**header.submit_attempts
@@ -293,6 +299,7 @@ class Tick:
             )
             return
         log.warning("poll of batch %s failed: %s; polling again", header.batch_id, reason)
+        self.last_error = f"batch {header.batch_id}: {reason}"
         header.poll_error_since = since
         header.last_error = reason
         header.next_poll_at = time.time() + self.policy.poll_interval_s
@@ -448,19 +455,25 @@ class Tick:
             raise
 
     async def _work(self, state: BridgeState) -> BridgeState:
+        await self._sweep_orphans()  # first: the store is at rest between ticks
+        headers = await self.ledger.headers()
+        # A batch a killed tick left forming claims its items before anything reads the queue.
+        forming = [partial(self.form, h) for h in headers if h.status == "forming"]
+        await bounded(forming, self.rel.concurrency)
         jobs = []
-        for header in await self.ledger.headers():
-            if header.status == "forming":
-                jobs.append(partial(self.form, header))
-            elif header.status == "submitting" and header.not_before <= self.now:
+        for header in headers:
+            if header.status == "submitting" and header.not_before <= self.now:
                 jobs.append(partial(self.submit, header))
             elif header.status == "submitted" and header.next_poll_at <= self.now:
                 jobs.append(partial(self.poll, header))
-        await bounded(jobs, self.rel.concurrency)
-        await self._sweep_orphans()
-
+        # Provider calls of running batches and the flush go side by side: a hanging poll
+        # holds neither new items nor other batches' deliveries (each is delivered as it ends).
+        provider_calls = asyncio.ensure_future(bounded(jobs, self.rel.concurrency))
         last_flushed = state.get("last_flushed_at") or self.now
-        remaining, flushed = await self.flush(bool(state.get("flush")), last_flushed)
+        try:
+            remaining, flushed = await self.flush(bool(state.get("flush")), last_flushed)
+        finally:
+            await provider_calls
         if flushed:
             last_flushed = self.now
 
@@ -511,6 +524,7 @@ class Tick:
             "last_flushed_at": last_flushed,
             "next_tick_in_s": delay,
             "record_key": _trust.key_source(),
+            "last_error": self.last_error or state.get("last_error"),
             "ticks": state.get("ticks", 0) + 1,
         }
         self.counts["items_delivered"] += self.deliverer.delivered
@@ -569,7 +583,7 @@ def _describe(exc: BaseException) -> str:
 
 def build_bridge_graph(
     provider: Provider, policy: FlushPolicy, reliability: Reliability, name: str
-) -> CompiledStateGraph:
+) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The compiled graph that langgraph.json registers; its graph id names the bridge."""
 
     async def tick(state: BridgeState) -> BridgeState:

@@ -148,3 +148,9 @@ def callback_api_key(url: str) -> str | None:
         f"callback URL {url!r} is not on the bridge's allow-list ({CALLBACK_URLS_ENV}); "
         "the bridge never calls a URL that only a store record names"
     )
+
+
+if os.environ.get("LANGGRAPH_RUNTIME_EDITION") == "inmem":
+    # Under `langgraph dev`, read or create the key file now, while graphs load: once runs
+    # start, the server forbids blocking file I/O on its event loop.
+    secret()

@@ -256,14 +256,7 @@ class Clients:
 
 def submissions(emulator: EmulatorServer) -> Counter[str]:
     """How many provider batches that passed validation held each user message."""
-    counts: Counter[str] = Counter()
-    emu = emulator.emulator
-    with emu._lock:
-        for record in emu._batches.values():
-            if not record.errors:
-                for request in record.parsed.requests:
-                    counts[request.body["messages"][-1]["content"]] += 1
-    return counts
+    return emulator.emulator.accepted_by(lambda body: body["messages"][-1]["content"])
 
 
 def faults_left(emulator: EmulatorServer) -> int:

@@ -1,8 +1,13 @@
 """The deployed bridge: OpenAI's Batch API behind `wait()`, tuned by environment variables.
 
 OPENAI_API_KEY / OPENAI_BASE_URL reach the provider (only this deployment needs the key);
-BATCH_BRIDGE_MAX_BATCH_SIZE, BATCH_BRIDGE_MAX_BATCH_AGE_S and BATCH_BRIDGE_POLL_INTERVAL_S
-set the flush rule and the poll cadence.
+BATCH_BRIDGE_MAX_BATCH_SIZE, BATCH_BRIDGE_MAX_BATCH_AGE_S, BATCH_BRIDGE_POLL_INTERVAL_S and
+BATCH_BRIDGE_RETRY_BACKOFF_S set the flush rule, the poll cadence and the retry backoff.
+
+BATCH_BRIDGE_PROFILE picks their defaults: "dev" (the default under `langgraph dev`) flushes
+after 2 s and polls every second, so a local question is answered in seconds; "prod" (the
+default elsewhere) waits up to a minute to fill batches and polls every 30 s, which is what
+saves money at a real provider.
 """
 
 from __future__ import annotations
@@ -12,13 +17,27 @@ import os
 from batch_bridge import Bridge
 from batch_bridge.providers.openai import OpenAIBatch
 
-provider = OpenAIBatch(retry_backoff_s=float(os.environ.get("BATCH_BRIDGE_RETRY_BACKOFF_S", "60")))
+_local = os.environ.get("LANGGRAPH_RUNTIME_EDITION") == "inmem"
+PROFILE = os.environ.get("BATCH_BRIDGE_PROFILE", "dev" if _local else "prod")
+if PROFILE not in ("dev", "prod"):
+    raise ValueError(f"BATCH_BRIDGE_PROFILE must be 'dev' or 'prod', got {PROFILE!r}")
+DEFAULTS = {
+    "dev": {"MAX_BATCH_AGE_S": "2", "POLL_INTERVAL_S": "1", "RETRY_BACKOFF_S": "2"},
+    "prod": {"MAX_BATCH_AGE_S": "60", "POLL_INTERVAL_S": "30", "RETRY_BACKOFF_S": "60"},
+}[PROFILE]
+
+
+def _setting(name: str, default: str | None = None) -> str:
+    return os.environ.get(f"BATCH_BRIDGE_{name}", default or DEFAULTS[name])
+
+
+provider = OpenAIBatch(retry_backoff_s=float(_setting("RETRY_BACKOFF_S")))
 
 bridge = Bridge(
     submit=provider.submit,  # takes the bridge's batch id as its idempotency key
     poll=provider.poll,
     cancel=provider.cancel,
-    max_batch_size=int(os.environ.get("BATCH_BRIDGE_MAX_BATCH_SIZE", "50000")),
-    max_batch_age=float(os.environ.get("BATCH_BRIDGE_MAX_BATCH_AGE_S", "60")),
-    poll_interval=float(os.environ.get("BATCH_BRIDGE_POLL_INTERVAL_S", "30")),
+    max_batch_size=int(_setting("MAX_BATCH_SIZE", "50000")),
+    max_batch_age=float(_setting("MAX_BATCH_AGE_S")),
+    poll_interval=float(_setting("POLL_INTERVAL_S")),
 )

@@ -29,7 +29,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, TypeVar
 
-import openai
+try:
+    import openai
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "batch_bridge.providers.openai needs the openai SDK: pip install 'batch-bridge[openai]'"
+    ) from exc
 from openai.pagination import AsyncCursorPage
 from openai.types import Batch, CreateEmbeddingResponse, FileObject
 from openai.types.chat import ChatCompletion
@@ -414,10 +419,16 @@ class OpenAIBatch:
     def client(self) -> openai.AsyncOpenAI:
         """The SDK client, created on first use so that importing needs no API key."""
         if self._client is None:
-            if self.timeout_s is None:
-                self._client = openai.AsyncOpenAI()
-            else:
-                self._client = openai.AsyncOpenAI(timeout=self.timeout_s)
+            try:
+                if self.timeout_s is None:
+                    self._client = openai.AsyncOpenAI()
+                else:
+                    self._client = openai.AsyncOpenAI(timeout=self.timeout_s)
+            except openai.OpenAIError as exc:  # e.g. no OPENAI_API_KEY: retrying cannot help
+                raise ConfigError(
+                    f"OpenAIBatch cannot create its OpenAI client: {exc} Set OPENAI_API_KEY "
+                    "(and OPENAI_BASE_URL for another endpoint) in the bridge deployment."
+                ) from exc
         return self._client
 
     def _quiet_client(self) -> openai.AsyncOpenAI:

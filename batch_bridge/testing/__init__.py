@@ -10,6 +10,14 @@ with EmulatorServer(Emulator(in_progress_s=0.2)) as server:
 
 from __future__ import annotations
 
+try:
+    import starlette  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "batch_bridge.testing needs its server parts: pip install 'batch-bridge[testing]'"
+    ) from exc
+
 from batch_bridge.testing._knobs import Knobs
 from batch_bridge.testing.devserver import DevServer
 from batch_bridge.testing.emulator import Emulator

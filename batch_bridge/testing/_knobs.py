@@ -120,8 +120,8 @@ def _optional(name: str) -> bool:
 
 def _base(hint: Any) -> type:
     if isinstance(hint, types.UnionType):
-        return next(arg for arg in get_args(hint) if arg is not type(None))
-    return hint
+        hint = next(arg for arg in get_args(hint) if arg is not type(None))
+    return hint if isinstance(hint, type) else object
 
 
 def _parse(key: str, raw: str, kind: type, *, optional: bool) -> int | float | None:

@@ -73,26 +73,27 @@ class DevServer:
             settings["auth"] = {"path": self.auth}
         config.write_text(json.dumps(settings))
         langgraph = str(Path(sys.executable).with_name("langgraph"))
-        self.process = subprocess.Popen(
-            [
-                langgraph,
-                "dev",
-                "--config",
-                str(config),
-                "--port",
-                str(self.port),
-                "--host",
-                "127.0.0.1",
-                "--no-browser",
-                "--no-reload",
-                "--n-jobs-per-worker",
-                str(self.jobs),
-            ],
-            cwd=self.workdir,
-            stdout=self.log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LANGGRAPH_API_URL": self.url, **self.env},
-        )
+        with self.log_path.open("wb") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [
+                    langgraph,
+                    "dev",
+                    "--config",
+                    str(config),
+                    "--port",
+                    str(self.port),
+                    "--host",
+                    "127.0.0.1",
+                    "--no-browser",
+                    "--no-reload",
+                    "--n-jobs-per-worker",
+                    str(self.jobs),
+                ],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "LANGGRAPH_API_URL": self.url, **self.env},
+            )
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -266,6 +266,16 @@ class Emulator:
                 _Fault(status=status, times=times, after=after, retry_after_s=retry_after_s)
             )
 
+    def accepted_by(self, key: Callable[[dict[str, Any]], str]) -> Counter[str]:
+        """How many batches that passed validation held each request, grouped by
+        `key(request body)`: "was each item submitted once?" whatever its custom_id."""
+        with self._lock:
+            counts: Counter[str] = Counter()
+            for record in self._batches.values():
+                if not record.errors:
+                    counts.update(key(request.body) for request in record.parsed.requests)
+            return counts
+
     def clear_faults(self) -> None:
         """Forget every fault `add_fault` queued that has not fired yet."""
         with self._lock:

@@ -8,15 +8,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from batch_bridge.testing.emulator import Emulator
-from batch_bridge.testing.server import EmulatorServer
+if TYPE_CHECKING:  # the emulator needs the [testing] extra: import it only when used
+    from batch_bridge.testing.server import EmulatorServer
 
 
 @pytest.fixture(scope="session")
 def batch_api_emulator() -> Iterator[EmulatorServer]:
+    from batch_bridge.testing.emulator import Emulator
+    from batch_bridge.testing.server import EmulatorServer
+
     with EmulatorServer(Emulator(in_progress_s=1.0)) as server:
         yield server
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from langgraph_sdk import get_client
 
+from batch_bridge import PlatformError, bridge_thread_id, result
 from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.testing.devserver import DevServer
 from tests.conftest import ROOT
@@ -61,3 +62,18 @@ async def test_seed_openai_bridge_and_wait(examples_server):
     assert all(a["object"] == "chat.completion" for a in answers)
     contents = sorted(a["choices"][0]["message"]["content"] for a in answers)
     assert contents == sorted(f"Echo: hello {i}" for i in range(5))
+
+
+async def test_the_shipped_bridge_without_a_key_fails_its_callers_at_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    graphs = json.loads((ROOT / "langgraph.json").read_text())["graphs"]
+    env = {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    with DevServer(tmp_path_factory.mktemp("nokey"), graphs, base_dir=ROOT, env=env) as server:
+        client = get_client(url=server.url)
+        (thread,) = await start(client, "agent", [{"question": "anyone there?"}])
+        with pytest.raises(PlatformError, match="OPENAI_API_KEY") as failure:
+            await result(client, thread, timeout_s=30)  # dev profile: a 2 s flush, no retries
+        assert "BatchFailedError" in str(failure.value)
+        state = await client.threads.get_state(bridge_thread_id("bridge"))
+        assert "OPENAI_API_KEY" in state["values"]["last_error"]

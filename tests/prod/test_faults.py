@@ -188,21 +188,30 @@ async def test_malformed_and_unstorable_records_never_stop_the_bridge(
 async def test_a_hanging_poll_delays_no_other_batch_and_is_retried(
     engine: ProdEngine, emulator: EmulatorServer, fault_dir: Path
 ) -> None:
-    arm(fault_dir, "poll_hang")
-    texts = questions("hang", 9)  # three batches of three on small_bridge
-    threads = await start_callers(engine, "small_agent", [{"question": t} for t in texts])
     client = live_client(engine)
+    texts = questions("hang", 6)  # two batches of three on small_bridge
+    threads = await start_callers(engine, "small_agent", [{"question": t} for t in texts])
 
-    async def others_done_while_one_batch_hangs() -> bool:
-        states = await asyncio.gather(*(client.threads.get(t) for t in threads))
+    async def both_submitted() -> bool:
+        state = await client.threads.get_state(bridge_thread_id("small_bridge"))
+        batches = (state["values"] or {}).get("in_flight", [])
+        return len(batches) == 2 and all(b["status"] == "submitted" for b in batches)
+
+    await until(both_submitted, timeout=60, every=0.2)
+    arm(fault_dir, "poll_hang")  # the next poll of one of them never answers
+    later = questions("hang later", 3)  # arrives while that poll hangs
+    threads += await start_callers(engine, "small_agent", [{"question": t} for t in later])
+
+    async def one_batch_done_while_the_other_hangs() -> bool:
+        states = await asyncio.gather(*(client.threads.get(t) for t in threads[:6]))
         statuses = Counter(s["status"] for s in states)
-        return statuses["idle"] >= 3 and statuses["interrupted"] >= 1  # one batch still hangs
+        return statuses["idle"] == 3 and statuses["interrupted"] == 3
 
-    await until(others_done_while_one_batch_hangs, timeout=60, every=0.2)
+    await until(one_batch_done_while_the_other_hangs, timeout=60, every=0.2)
     states = await settled(engine, threads)
-    assert [s["values"]["answers"] for s in states] == [[f"Echo: {t}"] for t in texts]
+    assert [s["values"]["answers"] for s in states] == [[f"Echo: {t}"] for t in texts + later]
     counts = submissions(emulator)
-    assert {t: counts[t] for t in texts} == dict.fromkeys(texts, 1)
+    assert {t: counts[t] for t in texts + later} == dict.fromkeys(texts + later, 1)
 
 
 async def test_a_batch_whose_polls_keep_failing_is_given_up_and_cancelled(

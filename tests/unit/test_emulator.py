@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,7 +17,7 @@ from openai.types import Batch, CreateEmbeddingResponse, FileObject
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from batch_bridge.testing import Emulator, EmulatorServer
+from batch_bridge.testing import Emulator, EmulatorServer, Knobs
 from batch_bridge.testing.__main__ import main
 
 T = TypeVar("T")
@@ -522,30 +523,42 @@ async def test_response_and_embedding_batches_parse(client: openai.AsyncOpenAI) 
     assert vectors["e1"][0] == vectors["e2"][0]
 
 
-def test_stats_counts_files_batches_and_requests() -> None:
-    emulator = Emulator()
-    assert emulator.stats() == {
-        "files": 0,
-        "batches": 0,
-        "batches_by_status": {
-            "validating": 0,
-            "failed": 0,
-            "in_progress": 0,
-            "finalizing": 0,
-            "completed": 0,
-            "expired": 0,
-            "cancelling": 0,
-            "cancelled": 0,
-        },
-        "requests": 0,
-        "files_uploaded": 0,
-        "files_deleted": 0,
-        "batches_created": 0,
-        "batches_cancelled": 0,
-        "calls": {},
-        "submitted": {},
-        "accepted": {},
-    }
+async def test_stats_counts_files_batches_and_requests() -> None:
+    emulator = Emulator(in_progress_s=0.0)
+    assert emulator.stats()["files"] == emulator.stats()["batches"] == 0
+    with EmulatorServer(emulator) as running:
+        async with openai.AsyncOpenAI(
+            base_url=running.base_url, api_key="test", max_retries=0
+        ) as sdk:
+            lines = "".join(
+                json.dumps(
+                    {
+                        "custom_id": f"c{i}",
+                        "method": "POST",
+                        "url": "/v1/chat/completions",
+                        "body": {
+                            "model": "gpt-4o-mini",
+                            "messages": [{"role": "user", "content": f"q{i}"}],
+                        },
+                    }
+                )
+                + "\n"
+                for i in range(3)
+            )
+            uploaded = await sdk.files.create(file=("in.jsonl", lines.encode()), purpose="batch")
+            batch = await sdk.batches.create(
+                completion_window="24h", endpoint="/v1/chat/completions", input_file_id=uploaded.id
+            )
+            await sdk.batches.retrieve(batch.id)
+            await sdk.files.delete(uploaded.id)
+    stats = emulator.stats()
+    assert stats["files_uploaded"] == 1 and stats["files_deleted"] == 1
+    assert stats["batches"] == stats["batches_created"] == 1
+    assert stats["batches_by_status"]["completed"] == 1
+    assert stats["requests"] == 3
+    assert stats["submitted"] == stats["accepted"] == {"c0": 1, "c1": 1, "c2": 1}
+    assert stats["calls"]["POST /v1/batches"] == 1
+    assert stats["calls"]["GET /v1/batches/{batch_id}"] == 1
 
 
 def test_knob_validation() -> None:
@@ -561,9 +574,10 @@ def test_cli_exposes_every_knob() -> None:
     runner = CliRunner()
     usage = runner.invoke(main, ["--help"])
     assert usage.exit_code == 0
-    options = ("--port", "--in-progress-s", "--expire-after-s", "--enqueued-token-limit")
-    for option in (*options, "--hang-polls-s", "--server-errors-first-n", "--retry-after-s"):
-        assert option in usage.output
+    knobs = [field.name for field in dataclasses.fields(Knobs)]
+    assert len(knobs) > 10
+    for knob in knobs:
+        assert f"--{knob.replace('_', '-')}" in usage.output, knob
     refused = runner.invoke(main, ["--port", "0", "--error-rate", "2"])
     assert refused.exit_code == 2 and "error_rate" in refused.output
 
