@@ -1,33 +1,61 @@
 """The main job: many agent threads through the bridge and the offline Batch API emulator.
 
 Starts the emulator and a `langgraph dev` server with this project's langgraph.json, starts
-one agent thread per question, shows live progress, and ends with a summary of batches,
-waits, tokens and what the Batch API's half price saved.
+one agent thread per question, shows live progress from the first second (stages: starting
+emulator, starting server, creating threads, waiting for batches, delivering, done), and
+ends with a summary of batches, waits, tokens and what the Batch API's half price saved.
+When the demo fails, the server's log is copied to a file that outlives it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
+import re
+import shutil
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
+import httpx
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.schema import ThreadStatus
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console, RenderableType
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from batch_bridge._constants import bridge_thread_id
 from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.testing.devserver import DevServer
+
+__all__ = [
+    "PRICES_PER_MTOK",
+    "DemoError",
+    "DemoSettings",
+    "DemoSummary",
+    "Snapshot",
+    "describe",
+    "render",
+    "run_demo",
+]
 
 PRICES_PER_MTOK = {
     "gpt-4o-mini": (0.15, 0.60),
@@ -36,18 +64,41 @@ PRICES_PER_MTOK = {
 }
 """Normal (non-batch) USD prices per million input/output tokens; the Batch API halves them."""
 BATCH_DISCOUNT = 0.5
+REQUIRED_GRAPHS = ("bridge", "agent")
+"""The graphs the demo runs: `bridge` (the bridge) and `agent` (the caller)."""
+
+Stage = Literal[
+    "starting emulator",
+    "starting server",
+    "creating threads",
+    "waiting for batches",
+    "delivering",
+    "done",
+]
+
+
+class DemoError(Exception):
+    """The demo could not run to its end; `server_log` is a kept copy of the server's log."""
+
+    def __init__(self, message: str, *, server_log: Path | None = None) -> None:
+        super().__init__(message)
+        self.server_log = server_log
 
 
 @dataclass(frozen=True, kw_only=True)
 class DemoSettings:
     threads: int = 300
+    """Agent threads, one question each."""
     model: str = "gpt-4o-mini"
     max_batch_size: int = 100
     max_batch_age_s: float = 2.0
+    """Seconds before a partial batch is flushed."""
     poll_interval_s: float = 1.0
     provider_latency_s: float = 3.0
+    """Seconds the emulated provider keeps each batch `in_progress`."""
     config: Path = Path("langgraph.json")
     timeout_s: float = 600.0
+    """Seconds to wait for every agent to answer, once the server is up."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +106,7 @@ class DemoSummary:
     threads: int
     succeeded: int
     failed: int
+    """Threads whose run ended without an answer (`error`, or `idle` with none)."""
     batches: int
     wall_s: float
     wait_p50_s: float
@@ -63,42 +115,184 @@ class DemoSummary:
     output_tokens: int
     cost_normal_usd: float
     cost_batch_usd: float
+    unfinished: int = 0
+    """Threads still waiting or running when the demo stopped (--timeout)."""
+    server_log: Path | None = None
+    """A kept copy of the server's log when not every agent answered, else None."""
 
     @property
     def savings_usd(self) -> float:
         return self.cost_normal_usd - self.cost_batch_usd
 
 
+class Snapshot(NamedTuple):
+    """What the demo knows at one moment: its threads' statuses and the bridge's counts."""
+
+    created: int
+    """Agent threads created so far."""
+    answered: int
+    """Threads whose run finished (`idle`)."""
+    failed: int
+    """Threads whose run failed (`error`)."""
+    waiting: int
+    """Threads interrupted: their callers wait on the bridge."""
+    pending: int
+    """Items waiting at the bridge for a batch."""
+    in_flight: int
+    """Items in provider batches."""
+    batches_in_flight: int
+    delivering: int
+    """Results the bridge holds and has yet to deliver."""
+    resumed: int
+    """Callers the bridge has resumed with their result (seen waiting, and no longer)."""
+
+
+def describe(snapshot: Snapshot, threads: int) -> tuple[Stage, str]:
+    """The demo's stage once the server is up, and the line of counts shown beside it."""
+    resumed = max(snapshot.resumed, snapshot.answered + snapshot.failed)
+    batches = f"{snapshot.batches_in_flight} batch" + ("es" * (snapshot.batches_in_flight != 1))
+    flight = f"in flight {snapshot.in_flight}" + (f" ({batches})" if snapshot.in_flight else "")
+    if snapshot.created < threads:
+        detail = f"created {snapshot.created} of {threads}"
+        return "creating threads", detail + (f" · resumed {resumed}" if resumed else "")
+    if snapshot.answered + snapshot.failed >= threads:
+        return "done", f"answered {snapshot.answered} · failed {snapshot.failed}"
+    if resumed or snapshot.delivering:
+        detail = f"resumed {resumed} · still waiting {threads - resumed}"
+        to_deliver = min(snapshot.delivering, threads - resumed)  # the bridge's count lags
+        if to_deliver:
+            detail += f" · results to deliver {to_deliver}"
+        if snapshot.in_flight:
+            detail += f" · {flight}"
+        return "delivering", detail + (f" · pending {snapshot.pending}" if snapshot.pending else "")
+    return (
+        "waiting for batches",
+        f"waiting {snapshot.waiting} · pending {snapshot.pending} · {flight}",
+    )
+
+
+class _Progress(Progress):
+    """Rich's progress row, with the current counts on a line of their own beneath it."""
+
+    def get_renderables(self) -> Iterator[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            if task.fields.get("detail"):
+                yield Text("  " + task.fields["detail"], style="dim")
+
+
+class _Display:
+    """A live progress row (stage, answered agents, elapsed time) over the current counts,
+    and a line printed on each change of stage, so the history stays on screen and in
+    captured output. On an error the live part is cleared: the history and the error stay.
+    """
+
+    def __init__(self, console: Console, threads: int) -> None:
+        self.progress = _Progress(
+            SpinnerColumn(finished_text="[green]✓"),
+            TextColumn("[bold]{task.fields[stage]:<19}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            TextColumn("answered"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.threads = threads
+        self.stage: str | None = None
+        self.started = time.monotonic()
+        self.task = TaskID(0)
+
+    def __enter__(self) -> _Display:
+        self.progress.start()
+        self.started = time.monotonic()
+        self.task = self.progress.add_task("agents", total=self.threads, stage="", detail="")
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is not None:
+            self.progress.live.transient = True
+        self.progress.stop()
+
+    def show(self, stage: Stage, detail: str = "", *, answered: int | None = None) -> None:
+        if stage != self.stage:
+            self.stage = stage
+            self.note(f"{stage:<19} {detail}")
+        self.progress.update(self.task, stage=stage, detail=detail, completed=answered)
+
+    def note(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        self.progress.console.print(f"[dim]{elapsed:6.1f}s[/] {text}".rstrip(), highlight=False)
+
+
 def _graphs(config: Path) -> tuple[dict[str, str], Path]:
-    spec = json.loads(config.read_text())
-    return dict(spec["graphs"]), config.resolve().parent
+    try:
+        spec = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DemoError(f"cannot read {str(config)!r}: {exc}") from exc
+    graphs = spec.get("graphs") if isinstance(spec, dict) else None
+    missing = [name for name in REQUIRED_GRAPHS if name not in (graphs or {})]
+    if not isinstance(graphs, dict) or missing:
+        what = f"no graph {missing[0]!r}" if isinstance(graphs, dict) else 'no "graphs" map'
+        raise DemoError(
+            f"{str(config)!r} has {what}; the demo needs the graphs 'bridge' and 'agent' "
+            "(run it from the repository root, or pass --config)"
+        )
+    return {str(k): str(v) for k, v in graphs.items()}, config.resolve().parent
 
 
 async def _counts(client: LangGraphClient, run_tag: str) -> dict[str, int]:
-    statuses: tuple[ThreadStatus, ...] = ("idle", "error", "interrupted", "busy")
+    statuses: tuple[ThreadStatus, ...] = ("idle", "error")
     counts = await asyncio.gather(
         *(client.threads.count(metadata={"demo": run_tag}, status=s) for s in statuses)
     )
     return dict(zip(statuses, counts, strict=True))
 
 
+async def _waiting(client: LangGraphClient, run_tag: str) -> set[str]:
+    """The ids of the demo's threads interrupted now: their callers wait on the bridge."""
+    ids: set[str] = set()
+    offset = 0
+    while True:
+        page = await client.threads.search(
+            metadata={"demo": run_tag},
+            status="interrupted",
+            select=["thread_id"],
+            limit=500,
+            offset=offset,
+        )
+        ids.update(str(t["thread_id"]) for t in page)
+        offset += len(page)
+        if len(page) < 500:
+            return ids
+
+
 async def _bridge_summary(client: LangGraphClient) -> dict[str, Any]:
     try:
         state = await client.threads.get_state(bridge_thread_id("bridge"))
-    except Exception:
+    except Exception:  # no tick has run yet, so the bridge's thread has no state
         return {}
     values = state.get("values")
     return values if isinstance(values, dict) else {}
 
 
-async def _start_threads(client: LangGraphClient, settings: DemoSettings, run_tag: str) -> None:
+async def _start_threads(
+    client: LangGraphClient, settings: DemoSettings, run_tag: str, created: Callable[[], None]
+) -> None:
     gate = asyncio.Semaphore(20)
 
     async def one(i: int) -> None:
+        question = f"Question {i}: what is {i} squared?"
         async with gate:
-            thread = await client.threads.create(metadata={"demo": run_tag})
-            question = f"Question {i}: what is {i} squared?"
-            await client.runs.create(thread["thread_id"], "agent", input={"question": question})
+            # One call creates the thread (tagged with the run's metadata) and its run, so no
+            # thread is ever seen `idle` before its run started.
+            await client.runs.create(
+                str(uuid.uuid4()),
+                "agent",
+                input={"question": question},
+                metadata={"demo": run_tag},
+                if_not_exists="create",
+            )
+            created()
 
     await asyncio.gather(*(one(i) for i in range(settings.threads)))
 
@@ -120,8 +314,9 @@ async def _collect(
         if not page:
             break
         threads.extend(dict(t) for t in page)
-    waits = sorted(_timestamp(t["updated_at"]) - _timestamp(t["created_at"]) for t in threads)
     ok = [t for t in threads if t["status"] == "idle" and (t.get("values") or {}).get("answer")]
+    ended = [t for t in threads if t["status"] in ("idle", "error")]
+    waits = sorted(_timestamp(t["updated_at"]) - _timestamp(t["created_at"]) for t in ended)
     tokens_in = sum(t["values"]["usage"].get("prompt_tokens", 0) for t in ok)
     tokens_out = sum(t["values"]["usage"].get("completion_tokens", 0) for t in ok)
     price_in, price_out = PRICES_PER_MTOK.get(settings.model, PRICES_PER_MTOK["gpt-4o-mini"])
@@ -130,7 +325,8 @@ async def _collect(
     return DemoSummary(
         threads=len(threads),
         succeeded=len(ok),
-        failed=len(threads) - len(ok),
+        failed=len(ended) - len(ok),
+        unfinished=len(threads) - len(ended),
         batches=int(bridge.get("batches_submitted", 0)),
         wall_s=wall_s,
         wait_p50_s=statistics.median(waits) if waits else 0.0,
@@ -142,40 +338,62 @@ async def _collect(
     )
 
 
-async def _drive(url: str, settings: DemoSettings, console: Console) -> DemoSummary:
+async def _drive(url: str, settings: DemoSettings, display: _Display) -> DemoSummary:
     client = get_client(url=url)
     run_tag = uuid.uuid4().hex[:8]
     started = time.monotonic()
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("agents", total=settings.threads, detail="starting threads")
-        await _start_threads(client, settings, run_tag)
-        deadline = started + settings.timeout_s
-        while time.monotonic() < deadline:
-            counts, bridge = await asyncio.gather(_counts(client, run_tag), _bridge_summary(client))
-            finished = counts["idle"] + counts["error"]
-            in_flight = sum(b.get("size", 0) for b in bridge.get("in_flight", []))
-            detail = (
-                f"pending {bridge.get('pending', 0)} · in flight {in_flight} "
-                f"· done {counts['idle']} · failed {counts['error']}"
+    created = 0
+
+    def one_created() -> None:
+        nonlocal created
+        created += 1
+
+    creating = asyncio.create_task(_start_threads(client, settings, run_tag, one_created))
+    ever_waited: set[str] = set()
+    try:
+        while True:
+            counts, waiting, bridge = await asyncio.gather(
+                _counts(client, run_tag), _waiting(client, run_tag), _bridge_summary(client)
             )
-            progress.update(task, completed=finished, detail=detail)
-            if finished >= settings.threads:
+            ever_waited |= waiting
+            if creating.done():
+                creating.result()  # a thread that could not be created ends the demo here
+            in_flight = [b for b in bridge.get("in_flight", []) if isinstance(b, dict)]
+            snapshot = Snapshot(
+                created=created,
+                answered=counts["idle"],
+                failed=counts["error"],
+                waiting=len(waiting),
+                pending=int(bridge.get("pending", 0)),
+                in_flight=sum(int(b.get("size", 0)) for b in in_flight),
+                batches_in_flight=len(in_flight),
+                delivering=int(bridge.get("delivering", 0)),
+                resumed=max(len(ever_waited - waiting), int(bridge.get("items_delivered", 0))),
+            )
+            stage, detail = describe(snapshot, settings.threads)
+            display.show(stage, detail, answered=snapshot.answered + snapshot.failed)
+            if stage == "done":
+                break
+            if time.monotonic() - started > settings.timeout_s:
+                display.note(f"gave up after {settings.timeout_s:g}s (--timeout)")
                 break
             await asyncio.sleep(0.5)
+    finally:
+        creating.cancel()
+        with contextlib.suppress(BaseException):
+            await creating
     return await _collect(client, run_tag, settings, time.monotonic() - started)
+
+
+def _threads_row(summary: DemoSummary) -> str:
+    unfinished = f", {summary.unfinished} unfinished" if summary.unfinished else ""
+    return f"{summary.threads} ({summary.succeeded} ok, {summary.failed} failed{unfinished})"
 
 
 def render(summary: DemoSummary, console: Console) -> None:
     table = Table(title="BatchBridge demo summary", show_header=False)
     rows = [
-        ("agent threads", f"{summary.threads} ({summary.succeeded} ok, {summary.failed} failed)"),
+        ("agent threads", _threads_row(summary)),
         ("provider batches", str(summary.batches)),
         ("wall time", f"{summary.wall_s:.1f} s"),
         ("wait p50 / p95", f"{summary.wait_p50_s:.1f} s / {summary.wait_p95_s:.1f} s"),
@@ -189,26 +407,87 @@ def render(summary: DemoSummary, console: Console) -> None:
     console.print(table)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_RAISED = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception)): (.+)$")
+
+
+def log_cause(log: str) -> str | None:
+    """The last exception line of a server log (`GraphLoadError: ...`), without its module."""
+    lines = (_ANSI.sub("", line).strip() for line in log.splitlines())
+    found = [m for m in map(_RAISED.match, lines) if m]
+    if not found:
+        return None
+    message = re.sub(r"(?<=\.)\s+[^.]*:$", "", found[-1][2])  # drop a dangling "Check that:"
+    return f"{found[-1][1]}: {message}"
+
+
+def _keep_log(server: DevServer) -> Path | None:
+    """Stop the server and copy its log to a file that outlives the demo's work directory."""
+    server.stop()
+    if not server.log_path.exists():
+        return None
+    fd, name = tempfile.mkstemp(prefix="batch-bridge-demo-", suffix=".log")
+    with open(fd, "wb") as kept, server.log_path.open("rb") as log:
+        shutil.copyfileobj(log, kept)
+    return Path(name)
+
+
+def _start(server: DevServer) -> None:
+    """Start `langgraph dev`; when it exits or never answers, a `DemoError` names the cause."""
+    try:
+        server.start()
+    except RuntimeError as exc:
+        log = _keep_log(server)
+        cause = log_cause(log.read_text(errors="replace")) if log else None
+        reason = cause or str(exc).splitlines()[0]
+        raise DemoError(f"langgraph dev did not start: {reason}", server_log=log) from exc
+
+
+@contextlib.contextmanager
+def _log_kept_on_error(server: DevServer) -> Iterator[None]:
+    """A server gone mid-run becomes a `DemoError` naming the kept log; other errors (bugs)
+    keep their traceback, with the log's path as a note."""
+    try:
+        yield
+    except httpx.HTTPError as exc:  # the server went away or refused a call
+        log = _keep_log(server)
+        raise DemoError(f"the demo stopped: {type(exc).__name__}: {exc}", server_log=log) from exc
+    except Exception as exc:
+        log = _keep_log(server)
+        if log is not None:
+            exc.add_note(f"server log kept at {log}")
+        raise
+
+
 def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoSummary:
+    """Run the demo and print its summary; raises `DemoError` when it cannot finish."""
     console = console or Console()
     graphs, base_dir = _graphs(settings.config)
-    emulator = Emulator(in_progress_s=settings.provider_latency_s)
     with (
         tempfile.TemporaryDirectory(prefix="batch-bridge-demo-") as workdir,
-        EmulatorServer(emulator) as provider,
+        _Display(console, settings.threads) as display,
     ):
-        env = {
-            "OPENAI_BASE_URL": provider.base_url,
-            "OPENAI_API_KEY": "emulator",
-            "BATCH_BRIDGE_MAX_BATCH_SIZE": str(settings.max_batch_size),
-            "BATCH_BRIDGE_MAX_BATCH_AGE_S": str(settings.max_batch_age_s),
-            "BATCH_BRIDGE_POLL_INTERVAL_S": str(settings.poll_interval_s),
-            "BATCH_BRIDGE_DEMO_MODEL": settings.model,
-        }
-        console.print(f"emulator at {provider.base_url}; starting langgraph dev …")
-        server = DevServer(Path(workdir), graphs, base_dir=base_dir, env=env)
-        with server:
-            console.print(f"langgraph dev at {server.url} (log: {server.log_path})")
-            summary = asyncio.run(_drive(server.url, settings, console))
+        display.show("starting emulator")
+        emulator = Emulator(in_progress_s=settings.provider_latency_s)
+        with EmulatorServer(emulator) as provider:
+            env = {
+                "OPENAI_BASE_URL": provider.base_url,
+                "OPENAI_API_KEY": "emulator",
+                "BATCH_BRIDGE_MAX_BATCH_SIZE": str(settings.max_batch_size),
+                "BATCH_BRIDGE_MAX_BATCH_AGE_S": str(settings.max_batch_age_s),
+                "BATCH_BRIDGE_POLL_INTERVAL_S": str(settings.poll_interval_s),
+                "BATCH_BRIDGE_DEMO_MODEL": settings.model,
+            }
+            display.show("starting server", f"emulator at {provider.base_url}")
+            server = DevServer(Path(workdir), graphs, base_dir=base_dir, env=env)
+            try:
+                _start(server)
+                with _log_kept_on_error(server):
+                    display.show("creating threads", f"langgraph dev at {server.url}")
+                    summary = asyncio.run(_drive(server.url, settings, display))
+                if summary.succeeded < settings.threads:
+                    summary = dataclasses.replace(summary, server_log=_keep_log(server))
+            finally:
+                server.stop()
     render(summary, console)
     return summary

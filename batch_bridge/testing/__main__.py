@@ -1,23 +1,71 @@
-"""`python -m batch_bridge.testing`: serve the emulator in the foreground.
+"""`batch-bridge emulator` (also `python -m batch_bridge.testing`): serve the emulator.
 
-Handy for pointing a LangGraph dev server or a notebook at a fake OpenAI. Every knob is
-an option (`--in-progress-s 1.0`), generated from `Knobs` so the two never drift apart.
+Handy for pointing a LangGraph dev server or a notebook at a fake OpenAI. Both entry points
+run this one click command. Every knob is an option (`--in-progress-s 1.0`) generated from
+`Knobs`: its type, its field docstring as help, and `Knobs`' own validation, so the two
+never drift apart.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
-from collections.abc import Callable
+import functools
+import inspect
+import itertools
+import textwrap
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 import uvicorn
 
-from batch_bridge.testing._knobs import METADATA_PREFIX, Knobs, knob_types
+from batch_bridge.testing._knobs import METADATA_PREFIX, SERVER_KNOBS, Knobs, knob_types
 from batch_bridge.testing.emulator import Emulator
 from batch_bridge.testing.server import bind_socket, server_config
 
 __all__ = ["main"]
+
+
+@functools.cache
+def knob_docs() -> Mapping[str, str]:
+    """Each knob's attribute docstring, read from the source of `Knobs` ({} without it)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(Knobs)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for field, doc in itertools.pairwise(body):
+        if (
+            isinstance(field, ast.AnnAssign)
+            and isinstance(field.target, ast.Name)
+            and isinstance(doc, ast.Expr)
+            and isinstance(doc.value, ast.Constant)
+            and isinstance(doc.value.value, str)
+        ):
+            docs[field.target.id] = " ".join(doc.value.value.split())
+    return docs
+
+
+def _check_knob(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse a bad value with `Knobs`' own rule and message, naming the option."""
+    if value is not None and param.name is not None:
+        try:
+            Knobs(**{param.name: value})
+        except (TypeError, ValueError) as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+    return value
+
+
+def _knob_help(name: str, default: Any) -> str:
+    doc = knob_docs().get(name, "").rstrip(".")
+    shown = "none" if default is None else default
+    if name in SERVER_KNOBS:  # its docstring starts "Server-wide:"
+        scope = "" if doc else "; server-wide"
+    else:
+        scope = f"; per batch: metadata {METADATA_PREFIX}{name}"
+    return f"{doc}. Default {shown}{scope}." if doc else f"Default {shown}{scope}."
 
 
 def _knob_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,30 +76,48 @@ def _knob_options(command: Callable[..., Any]) -> Callable[..., Any]:
             name,
             type=kind,
             default=None,
-            help=f"Default {defaults[name]}; per batch: metadata {METADATA_PREFIX}{name}.",
+            callback=_check_knob,
+            help=_knob_help(name, defaults[name]),
         )
         command = option(command)
     return command
 
 
-@click.command()
+@click.command(name="emulator")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=8765, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port; 0 picks a free one.",
+)
 @click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    help="uvicorn's log level.",
 )
 @_knob_options
 def main(host: str, port: int, log_level: str, **knobs: float | None) -> None:
-    """Serve the offline OpenAI Batch API emulator until interrupted."""
+    """Serve the offline OpenAI Batch API emulator until interrupted.
+
+    Point the `openai` SDK at it with OPENAI_BASE_URL=http://HOST:PORT/v1 (any API key).
+    Each knob below sets the server's default; a batch overrides one with its metadata.
+    """
     try:
         chosen: dict[str, Any] = {k: v for k, v in knobs.items() if v is not None}
         emulator = Emulator(**chosen)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
-    sock = bind_socket(host, port)
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port "
+            "(0 picks a free one)."
+        ) from exc
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"OpenAI emulator listening; base_url=http://{shown}:{sock.getsockname()[1]}/v1")
     uvicorn.Server(server_config(emulator, log_level=log_level)).run(sockets=[sock])
