@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from batch_bridge.testing._anthropic import AnthropicRoutes
 from batch_bridge.testing._batch import (
     ACTIVE_STATUSES,
     STATUSES,
@@ -228,6 +229,9 @@ class Emulator:
             "POST /v1/batches/{batch_id}/cancel": self._cancel_batch,
             **{f"POST {path}": self._sync_endpoint(path) for path in ENDPOINTS},
         }
+        self.anthropic = AnthropicRoutes(knobs=lambda: self.knobs, clock=self._clock)
+        """The Anthropic Message Batches and Messages routes (see `_anthropic`)."""
+        self._handlers.update(self.anthropic.handlers())
         self.app = self._build_app()
 
     @property

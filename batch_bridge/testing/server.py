@@ -53,7 +53,8 @@ def server_config(emulator: Emulator, *, log_level: str = "warning") -> uvicorn.
 class EmulatorServer:
     """Runs an emulator under uvicorn in a daemon thread; use it as a context manager.
 
-    `url` is the server root and `base_url` the value for `openai.OpenAI(base_url=...)`.
+    `url` is the server root, `base_url` the value for `openai.OpenAI(base_url=...)` and
+    `anthropic_base_url` the one for `anthropic.Anthropic(base_url=...)`.
     """
 
     def __init__(
@@ -90,6 +91,11 @@ class EmulatorServer:
     def base_url(self) -> str:
         """The OpenAI `base_url`: the root plus `/v1`."""
         return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """The Anthropic `base_url`: the root itself (the SDK adds `/v1/messages...`)."""
+        return self.url
 
     def start(self) -> EmulatorServer:
         """Bind, start serving and wait until uvicorn accepts connections."""
