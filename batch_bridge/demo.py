@@ -42,6 +42,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from batch_bridge._client import result
 from batch_bridge._constants import bridge_thread_id
 from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.testing.devserver import DevServer
@@ -119,6 +120,8 @@ class DemoSummary:
     """Threads still waiting or running when the demo stopped (--timeout)."""
     server_log: Path | None = None
     """A kept copy of the server's log when not every agent answered, else None."""
+    sample_answer: str | None = None
+    """One thread's answer, read as a client would, with `batch_bridge.result`."""
 
     @property
     def savings_usd(self) -> float:
@@ -322,6 +325,9 @@ async def _collect(
     price_in, price_out = PRICES_PER_MTOK.get(settings.model, PRICES_PER_MTOK["gpt-4o-mini"])
     normal = (tokens_in * price_in + tokens_out * price_out) / 1_000_000
     bridge = await _bridge_summary(client)
+    sample = None
+    if ok:  # what a client does to get an agent's answer (runs.wait returns at the interrupt)
+        sample = str((await result(client, ok[0]["thread_id"], timeout_s=30)).get("answer"))
     return DemoSummary(
         threads=len(threads),
         succeeded=len(ok),
@@ -335,6 +341,7 @@ async def _collect(
         output_tokens=tokens_out,
         cost_normal_usd=normal,
         cost_batch_usd=normal * BATCH_DISCOUNT,
+        sample_answer=sample,
     )
 
 
@@ -402,6 +409,8 @@ def render(summary: DemoSummary, console: Console) -> None:
         ("cost at batch price", f"${summary.cost_batch_usd:.6f}"),
         ("saved", f"${summary.savings_usd:.6f} ({1 - BATCH_DISCOUNT:.0%})"),
     ]
+    if summary.sample_answer is not None:
+        rows.append(("one answer (batch_bridge.result)", summary.sample_answer))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)

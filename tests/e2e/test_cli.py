@@ -43,6 +43,7 @@ def test_demo_runs_agents_through_the_emulator_and_prints_a_summary():
     assert "20 (20 ok, 0 failed)" in out
     for label in ("provider batches", "wait p50 / p95", "tokens in / out", "saved"):
         assert label in out
+    assert "one answer (batch_bridge.result)" in out and "Echo:" in out
     stages = ["starting emulator", "starting server", "creating threads", "done"]
     positions = [out.find(stage) for stage in stages]
     assert -1 not in positions and positions == sorted(positions), out
