@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeAlias
@@ -46,7 +45,7 @@ from anthropic.types import Message
 from anthropic.types.messages import MessageBatch
 
 from batch_bridge.errors import BatchFailedError, BatchItemError, ConfigError
-from batch_bridge.providers._packing import batch_key, custom_id
+from batch_bridge.providers._packing import batch_key, custom_id, now_ms, retry_or_fail
 from batch_bridge.types import Pending
 
 __all__ = ["AnthropicBatch", "BatchedAsyncAnthropic", "wrap_anthropic"]
@@ -72,10 +71,6 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, anthropic.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
     return False
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _new_part(
@@ -299,7 +294,7 @@ class AnthropicBatch:
             "pre": pre,
             "parts": parts,
         }
-        await self._start_waiting(handle, _now_ms(), strict=True)
+        await self._start_waiting(handle, now_ms(), strict=True)
         return handle
 
     async def poll(self, handle: Handle) -> Pending | list[Any] | BaseException | None:
@@ -312,7 +307,7 @@ class AnthropicBatch:
             state = _load(handle)
         except ValueError as exc:
             return BatchFailedError(str(exc), code="bad_handle")
-        now = _now_ms()
+        now = now_ms()
         try:
             for part in list(state["parts"]):
                 if part["state"] == "running":
@@ -374,25 +369,15 @@ class AnthropicBatch:
             part["batches"].append(batch.id)
 
     def _retry_or_fail(self, part: Part, message: str, code: str, now: int) -> None:
-        attempt = part["attempt"]
-        if attempt + 1 < self.max_attempts:
-            delay_ms = int(self.retry_backoff_s * 2**attempt * 1000)
-            part.update(
-                state="waiting",
-                batch="",
-                attempt=attempt + 1,
-                not_before=now + delay_ms,
-                error=message,
-                code=code,
-            )
-        else:
-            part.update(
-                state="failed",
-                batch="",
-                params=[],
-                error=f"{message} (gave up after {attempt + 1} attempts)",
-                code=code,
-            )
+        retry_or_fail(
+            part,
+            message,
+            code,
+            now,
+            max_attempts=self.max_attempts,
+            backoff_s=self.retry_backoff_s,
+            on_failure={"params": []},
+        )
 
     async def _check_or_retry(self, state: Handle, part: Part, now: int) -> None:
         """`_check`, retrying the part if Anthropic refuses a call about its batch for good."""

@@ -24,7 +24,6 @@ import copy
 import json
 import math
 import random
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, TypeVar
@@ -49,7 +48,9 @@ from batch_bridge.providers._packing import (
     estimate_tokens,
     file_name,
     file_pattern,
+    now_ms,
     pack,
+    retry_or_fail,
 )
 from batch_bridge.types import Pending
 
@@ -88,10 +89,6 @@ _MAX_LIST_PAGES = 10
 """How far a look for earlier batches (100 a page) and files (1,000 a page) reads at most."""
 _MAX_RETRY_AFTER_S = 120.0
 """The SDK does not retry when the server asks to wait longer than this; neither do we."""
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _tags(key: str, origin: int, attempt: int) -> dict[str, str]:
@@ -516,7 +513,7 @@ class OpenAIBatch:
             "parts": parts,
         }
         try:
-            await self._start_waiting(handle, earlier, _now_ms(), strict=True)
+            await self._start_waiting(handle, earlier, now_ms(), strict=True)
         except Exception:
             if not earlier.eager:
                 await self._drop_uploads(parts)
@@ -560,7 +557,7 @@ class OpenAIBatch:
             state = _load(handle)
         except ValueError as exc:
             return BatchFailedError(str(exc), code="bad_handle")
-        now = _now_ms()
+        now = now_ms()
         earlier = _Earlier(self, state["key"], eager=True)
         try:
             await self._drop_inputs(state)
@@ -775,25 +772,15 @@ class OpenAIBatch:
     def _retry_or_fail(
         self, part: Part, message: str, code: str, now: int, *, gate: bool = False
     ) -> None:
-        attempt = part["attempt"]
-        if attempt + 1 < self.max_attempts:
-            delay_ms = int(self.retry_backoff_s * 2**attempt * 1000)
-            part.update(
-                state="waiting",
-                batch="",
-                attempt=attempt + 1,
-                not_before=now + delay_ms,
-                gate=int(gate),
-                error=message,
-                code=code,
-            )
-        else:
-            part.update(
-                state="failed",
-                batch="",
-                error=f"{message} (gave up after {attempt + 1} attempts)",
-                code=code,
-            )
+        retry_or_fail(
+            part,
+            message,
+            code,
+            now,
+            max_attempts=self.max_attempts,
+            backoff_s=self.retry_backoff_s,
+            on_retry={"gate": int(gate)},
+        )
 
     async def _check_or_retry(self, state: Handle, earlier: _Earlier, part: Part, now: int) -> None:
         """`_check`, retrying the part from its input file if OpenAI refuses a call for good.
