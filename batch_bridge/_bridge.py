@@ -16,7 +16,7 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypedDict
@@ -32,7 +32,7 @@ from batch_bridge._constants import (
     TICK_MARKER,
     tick_marker,
 )
-from batch_bridge._deliver import Deliverer, DeliveryPolicy, bounded, waiting_calls
+from batch_bridge._deliver import Deliverer, DeliveryPolicy, bounded, guarded, waiting_calls
 from batch_bridge._flush import next_check_in, plan_flush
 from batch_bridge._results import batch_failed, interpret_poll
 from batch_bridge._store import (
@@ -53,6 +53,8 @@ CancelFunc = Callable[[Any], Any]
 CRON_RECHECK_S = 600.0
 THREAD_PAGE = 100
 ORPHAN_SWEEP_S = 60.0
+FOLLOW_EVERY_S = 1.0
+REFLUSH_EVERY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,7 +182,7 @@ class Tick:
         self.client = _client.client_for(None)
         self.now = time.time()
         self.counts: dict[str, int] = defaultdict(int)
-        self.deliverer = Deliverer(self.ledger, reliability.delivery, self.now)
+        self.deliverer = Deliverer(self.ledger, reliability.delivery)
         self.deferred = 0
         self.last_error: str | None = None
 
@@ -460,22 +462,9 @@ class Tick:
         # A batch a killed tick left forming claims its items before anything reads the queue.
         forming = [partial(self.form, h) for h in headers if h.status == "forming"]
         await bounded(forming, self.rel.concurrency)
-        jobs = []
-        for header in headers:
-            if header.status == "submitting" and header.not_before <= self.now:
-                jobs.append(partial(self.submit, header))
-            elif header.status == "submitted" and header.next_poll_at <= self.now:
-                jobs.append(partial(self.poll, header))
-        # Provider calls of running batches and the flush go side by side: a hanging poll
-        # holds neither new items nor other batches' deliveries (each is delivered as it ends).
-        provider_calls = asyncio.ensure_future(bounded(jobs, self.rel.concurrency))
         last_flushed = state.get("last_flushed_at") or self.now
-        try:
-            remaining, flushed = await self.flush(bool(state.get("flush")), last_flushed)
-        finally:
-            await provider_calls
-        if flushed:
-            last_flushed = self.now
+        remaining, flushed_at = await self._drive(headers, bool(state.get("flush")), last_flushed)
+        last_flushed = flushed_at or last_flushed
 
         await self.deliverer.run(await self.ledger.items("result"))
         await self._purge()
@@ -541,6 +530,54 @@ class Tick:
         for key in totals:
             summary[key] = int(previous.get(key) or 0) + self.counts[key]  # type: ignore[literal-required]
         return summary
+
+    def _due(self, header: BatchHeader, now: float) -> Callable[[], Awaitable[None]] | None:
+        if header.status == "submitting" and header.not_before <= now:
+            return partial(self.submit, header)
+        if header.status == "submitted" and header.next_poll_at <= now:
+            return partial(self.poll, header)
+        return None
+
+    async def _drive(
+        self, headers: list[BatchHeader], force: bool, last_flushed_at: float
+    ) -> tuple[list[ItemRecord], float | None]:
+        """Flush, and call the provider for every batch that falls due while calls are out.
+
+        A provider call that hangs holds only its own batch: until the slowest call of this
+        tick returns (at most `provider_timeout`), batches that fall due are polled and
+        delivered as each ends, and new items are flushed. Returns the items still queued and
+        when this tick last flushed.
+        """
+        gate = asyncio.Semaphore(self.rel.concurrency)
+        calls: dict[str, asyncio.Future[None]] = {}
+        stop_starting_at = time.monotonic() + self.rel.provider_timeout_s
+
+        def start_due(headers: list[BatchHeader]) -> None:
+            for header in headers:
+                running = calls.get(header.batch_id)
+                job = self._due(header, self.now)
+                if job is not None and (running is None or running.done()):
+                    calls[header.batch_id] = asyncio.ensure_future(guarded(gate, job))
+
+        start_due(headers)
+        flushed_at: float | None = None
+        try:
+            remaining, flushed = await self.flush(force, last_flushed_at)
+            flushed_at = self.now if flushed else None
+            flush_checked = time.monotonic()
+            while busy := [c for c in calls.values() if not c.done()]:
+                await asyncio.wait(busy, timeout=FOLLOW_EVERY_S)
+                if time.monotonic() >= stop_starting_at:
+                    continue
+                self.now = time.time()
+                if time.monotonic() - flush_checked >= REFLUSH_EVERY_S:
+                    remaining, flushed = await self.flush(False, flushed_at or last_flushed_at)
+                    flushed_at = self.now if flushed else flushed_at
+                    flush_checked = time.monotonic()
+                start_due(await self.ledger.headers())
+        finally:
+            await asyncio.gather(*calls.values())
+        return remaining, flushed_at
 
     async def _sweep_orphans(self) -> None:
         """Items marked for a batch that no longer exists go back to the queue.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -40,18 +41,19 @@ class DeliveryPolicy:
     concurrency: int = 20
 
 
+async def guarded(gate: asyncio.Semaphore, job: Callable[[], Awaitable[Any]]) -> None:
+    """Run one job when `gate` lets it; a failing job is logged, never raised."""
+    async with gate:
+        try:
+            await job()
+        except Exception:
+            log.exception("bridge step failed; it is retried on a later tick")
+
+
 async def bounded(jobs: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> None:
     """Run jobs with at most `limit` at once; one failing job never stops the others."""
     gate = asyncio.Semaphore(limit)
-
-    async def run(job: Callable[[], Awaitable[Any]]) -> None:
-        async with gate:
-            try:
-                await job()
-            except Exception:
-                log.exception("bridge step failed; it is retried on a later tick")
-
-    await asyncio.gather(*(run(j) for j in jobs))
+    await asyncio.gather(*(guarded(gate, j) for j in jobs))
 
 
 def waiting_calls(thread: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
@@ -72,14 +74,15 @@ def waiting_calls(thread: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
 class Deliverer:
     """Resumes the callers of one tick's due results, one resume run per caller thread."""
 
-    def __init__(self, ledger: Ledger, policy: DeliveryPolicy, now: float) -> None:
+    def __init__(self, ledger: Ledger, policy: DeliveryPolicy) -> None:
         self.ledger = ledger
         self.policy = policy
-        self.now = now
+        self.now = time.time()
         self.delivered = 0
         self.undeliverable = 0
 
     async def run(self, records: list[ItemRecord]) -> None:
+        self.now = time.time()  # a batch that ended mid-tick is due now, not at the tick's start
         groups: dict[tuple[str | None, str], list[ItemRecord]] = defaultdict(list)
         for record in records:
             if record.next_attempt_at <= self.now:

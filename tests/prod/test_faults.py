@@ -189,26 +189,28 @@ async def test_a_hanging_poll_delays_no_other_batch_and_is_retried(
     engine: ProdEngine, emulator: EmulatorServer, fault_dir: Path
 ) -> None:
     client = live_client(engine)
-    texts = questions("hang", 6)  # two batches of three on small_bridge
+    holding = fault_dir / "poll_hang.holding"
+    arm(fault_dir, "poll_hang")  # the first poll of some batch never answers (provider_timeout)
+    texts = questions("hang", 6)  # batches of at most three on small_bridge
     threads = await start_callers(engine, "small_agent", [{"question": t} for t in texts])
 
-    async def both_submitted() -> bool:
-        state = await client.threads.get_state(bridge_thread_id("small_bridge"))
-        batches = (state["values"] or {}).get("in_flight", [])
-        return len(batches) == 2 and all(b["status"] == "submitted" for b in batches)
+    async def statuses(ids: list[str]) -> Counter[str]:
+        return Counter(s["status"] for s in await asyncio.gather(*map(client.threads.get, ids)))
 
-    await until(both_submitted, timeout=60, every=0.2)
-    arm(fault_dir, "poll_hang")  # the next poll of one of them never answers
-    later = questions("hang later", 3)  # arrives while that poll hangs
-    threads += await start_callers(engine, "small_agent", [{"question": t} for t in later])
+    async def others_done_while_it_hangs() -> bool:
+        seen = await statuses(threads)
+        return holding.exists() and seen["idle"] >= 1 and seen["interrupted"] >= 1
 
-    async def one_batch_done_while_the_other_hangs() -> bool:
-        states = await asyncio.gather(*(client.threads.get(t) for t in threads[:6]))
-        statuses = Counter(s["status"] for s in states)
-        return statuses["idle"] == 3 and statuses["interrupted"] == 3
+    await until(others_done_while_it_hangs, timeout=60, every=0.2)
+    later = questions("hang later", 3)  # arrive while that poll still hangs
+    later_threads = await start_callers(engine, "small_agent", [{"question": t} for t in later])
 
-    await until(one_batch_done_while_the_other_hangs, timeout=60, every=0.2)
-    states = await settled(engine, threads)
+    async def later_done_while_it_hangs() -> bool:
+        return holding.exists() and (await statuses(later_threads))["idle"] == len(later)
+
+    await until(later_done_while_it_hangs, timeout=60, every=0.2)
+    states = await settled(engine, threads + later_threads)
+    assert not holding.exists()  # the hung call was abandoned, and its batch polled again
     assert [s["values"]["answers"] for s in states] == [[f"Echo: {t}"] for t in texts + later]
     counts = submissions(emulator)
     assert {t: counts[t] for t in texts + later} == dict.fromkeys(texts + later, 1)

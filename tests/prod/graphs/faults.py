@@ -72,7 +72,12 @@ def with_kill_points(adapter: OpenAIBatch) -> tuple[Any, Any]:
         if fires("poll_raise"):
             raise RuntimeError("injected poll failure")
         if fires("poll_hang"):
-            await asyncio.sleep(3600)
+            holding = FAULT_DIR / "poll_hang.holding"  # the test sees the call is still out
+            holding.touch()
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                holding.unlink()
         return await adapter.poll(handle)
 
     return submit, poll
@@ -162,7 +167,7 @@ small_bridge = Bridge(
     max_batch_size=3,
     max_batch_age=1,
     poll_interval=1,
-    provider_timeout=15,
+    provider_timeout=25,
     safety_cron="* * * * * */5",
     name="small_bridge",
 )
