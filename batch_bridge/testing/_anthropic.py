@@ -14,6 +14,15 @@ its creation time, pinned knobs and cancel moment, so nothing runs in the backgr
   `[[status:NNN]]` an errored row of the matching type, and params the installed
   `anthropic` types reject an errored `invalid_request_error` row.
 
+`POST /v1/messages` and every succeeded row answer alike (`synthesize_message`): the text
+"Echo: <the last user text>", or, when the params offer `tools` (and `tool_choice` is not
+`none`) and the last message is the user's, one `tool_use` block calling the first tool (or
+the one `tool_choice` names) with `stop_reason: "tool_use"` and arguments from
+`_synth.tool_arguments` (required strings are the user's text, numbers 1, booleans true).
+A last user message holding `tool_result` blocks is answered "Echo: <their text>". The
+tool_use id comes from the messages, the tool and the input only, so the same params get
+the same reply whether batched or not.
+
 `x-api-key` is accepted and not checked. The fault knobs and `Emulator.add_fault` apply to
 these routes like to the OpenAI ones (their labels are in `ROUTES`).
 """
@@ -42,6 +51,8 @@ from batch_bridge.testing._synth import (
     estimate_tokens,
     has_fail_marker,
     status_marker,
+    tool_arguments,
+    tool_call_id,
     unit_interval,
 )
 
@@ -116,6 +127,56 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _tool_results(message: dict[str, Any]) -> list[str] | None:
+    """The texts of the message's `tool_result` blocks, or None when it holds none."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return None
+    results = [
+        _text(block.get("content"))
+        for block in content
+        if isinstance(block, dict) and block.get("type") == "tool_result"
+    ]
+    return results or None
+
+
+def _tool_to_call(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The client tool a reply calls: the one `tool_choice` names, else the first."""
+    tools = params.get("tools")
+    choice = params.get("tool_choice")
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if not isinstance(tools, list) or kind == "none":
+        return None
+    custom = [tool for tool in tools if isinstance(tool, dict) and "input_schema" in tool]
+    if kind == "tool" and isinstance(choice, dict):
+        custom = [tool for tool in custom if tool.get("name") == choice.get("name")]
+    return custom[0] if custom else None
+
+
+def _content(params: dict[str, Any]) -> tuple[list[dict[str, Any]], str, str]:
+    """The reply's content blocks, stop reason, and the text its output tokens count."""
+    messages = params["messages"]
+    last = messages[-1]
+    results = _tool_results(last) if last.get("role") == "user" else None
+    tool = _tool_to_call(params) if last.get("role") == "user" and results is None else None
+    if tool is not None:
+        name = str(tool.get("name"))
+        arguments = tool_arguments(tool.get("input_schema"), _text(last.get("content")))
+        block = {
+            "type": "tool_use",
+            "id": tool_call_id("toolu_", messages, name, arguments),
+            "name": name,
+            "input": arguments,
+        }
+        return [block], "tool_use", json.dumps(arguments)
+    if results is not None:
+        reply = "Echo: " + " ".join(results)
+    else:
+        users = [m for m in messages if m.get("role") == "user"]
+        reply = "Echo: " + (_text(users[-1].get("content")) if users else "")
+    return [{"type": "text", "text": reply, "citations": None}], "end_turn", reply
+
+
 def check_params(params: Any) -> str | None:
     """Why these Messages API params are invalid, or None; checked by the installed types."""
     if not isinstance(params, dict):
@@ -142,7 +203,8 @@ def check_params(params: Any) -> str | None:
 
 
 def synthesize_message(params: Any, *, key: str = "") -> tuple[int, dict[str, Any]]:
-    """The status and body `POST /v1/messages` answers: a `Message` echoing the last user text."""
+    """The status and body `POST /v1/messages` answers: a `Message` echoing the last user
+    text, or calling a tool (see the module docstring)."""
     problem = check_params(params)
     if problem is not None:
         return 400, _error("invalid_request_error", problem)
@@ -153,8 +215,7 @@ def synthesize_message(params: Any, *, key: str = "") -> tuple[int, dict[str, An
         message = f"Emulated error status {status} requested by a [[status:{status}]] marker."
         return status, _error(_error_type(status), message)
     messages = params["messages"]
-    users = [m for m in messages if m.get("role") == "user"]
-    reply = "Echo: " + (_text(users[-1].get("content")) if users else "")
+    content, stop_reason, output = _content(params)
     prompt = estimate_tokens("".join(_text(m.get("content")) for m in messages))
     seed = key + "\x1f" + json.dumps(params, sort_keys=True, default=str)
     return 200, {
@@ -162,12 +223,12 @@ def synthesize_message(params: Any, *, key: str = "") -> tuple[int, dict[str, An
         "type": "message",
         "role": "assistant",
         "model": params["model"],
-        "content": [{"type": "text", "text": reply, "citations": None}],
-        "stop_reason": "end_turn",
+        "content": content,
+        "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": {
             "input_tokens": prompt,
-            "output_tokens": estimate_tokens(reply),
+            "output_tokens": estimate_tokens(output),
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
             "service_tier": "batch" if key else "standard",

@@ -3,6 +3,15 @@
 Replies echo the prompt so a test can tell which request produced which result, and
 every body carries the fields the `openai` types require so SDK parsing is exercised.
 Markers inside any string of a request body let a caller pick a failure per item.
+
+Chat completions call tools, so an agent loop runs more than one model call: when the
+request offers function `tools` (and `tool_choice` is not `"none"`) and the last message is
+the user's, the reply is one call to the first tool (or the one `tool_choice` names), with
+`finish_reason: "tool_calls"` and arguments from `tool_arguments` (each required string is
+the user's text, numbers 1, booleans true). Its id comes from the conversation, the tool and
+the arguments only, so the same request gets the same call batched or not. A last message
+with `role: "tool"` is answered "Echo: <the tool's output>", like any other last message.
+`/v1/responses` replies never call tools.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ __all__ = [
     "prompt_tokens",
     "status_marker",
     "synthesize",
+    "tool_arguments",
+    "tool_call_id",
     "unit_interval",
 ]
 
@@ -137,6 +148,75 @@ def prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
     return estimate_tokens("".join(texts))
 
 
+def _schema_value(schema: Any, text: str) -> Any:
+    """A value of the schema's type: `text` for strings, 1, true, [], or a nested object."""
+    if not isinstance(schema, dict):
+        return text
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for combinator in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(combinator)
+        if isinstance(options, list):
+            typed = [o for o in options if isinstance(o, dict) and o.get("type") != "null"]
+            if typed:
+                return _schema_value(typed[0], text)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if kind in ("integer", "number"):
+        return 1
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    if kind == "object" or "properties" in schema:
+        return tool_arguments(schema, text)
+    if kind == "null":
+        return None
+    return text
+
+
+def tool_arguments(schema: Any, text: str) -> dict[str, Any]:
+    """The arguments an emulated model passes to a tool with this JSON schema.
+
+    Only required properties are filled, in the schema's order: strings get `text` (the
+    user's message), numbers 1, booleans true, arrays [], enums their first value.
+    """
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        return {}
+    properties: dict[str, Any] = schema["properties"]
+    required = schema.get("required")
+    names = [n for n in required if n in properties] if isinstance(required, list) else []
+    return {name: _schema_value(properties[name], text) for name in names}
+
+
+def tool_call_id(prefix: str, conversation: Any, name: str, arguments: Any) -> str:
+    """A tool call's id from what the call answers, never from a batch's custom_id."""
+    seed = json.dumps([conversation, name, arguments], sort_keys=True, default=str)
+    return prefix + digest("tool_call", seed)[:24]
+
+
+def _function_to_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The function tool a chat reply calls: the one `tool_choice` names, else the first."""
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if not isinstance(tools, list) or choice == "none":
+        return None
+    functions = [
+        tool["function"]
+        for tool in tools
+        if isinstance(tool, dict)
+        and tool.get("type") == "function"
+        and isinstance(tool.get("function"), dict)
+    ]
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        named = choice["function"].get("name")
+        functions = [f for f in functions if f.get("name") == named]
+    return functions[0] if functions else None
+
+
 def _model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -149,24 +229,40 @@ def _chat(body: dict[str, Any], key: str, now: int) -> dict[str, Any]:
     messages = _messages(body, "messages")
     if not messages:
         raise InvalidRequest("Missing required parameter: 'messages'.", param="messages")
-    reply = "Echo: " + _content_text(messages[-1].get("content"))
+    last = messages[-1]
+    text = _content_text(last.get("content"))
+    function = _function_to_call(body) if last.get("role") == "user" else None
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None,
+        "refusal": None,
+        "annotations": [],
+    }
+    if function is None:
+        reply = "Echo: " + text
+        message["content"] = reply
+        finish_reason = "stop"
+    else:
+        name = str(function.get("name"))
+        reply = json.dumps(tool_arguments(function.get("parameters"), text))
+        call = {
+            "id": tool_call_id("call_", messages, name, reply),
+            "type": "function",
+            "function": {"name": name, "arguments": reply},
+        }
+        message["tool_calls"] = [call]
+        finish_reason = "tool_calls"
     requested = body.get("n")
     n: int = requested if isinstance(requested, int) and requested > 0 else 1
     prompt = prompt_tokens("/v1/chat/completions", body)
     completion = estimate_tokens(reply) * n
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": reply,
-        "refusal": None,
-        "annotations": [],
-    }
     return {
         "id": "chatcmpl-" + digest("chat", key)[:29],
         "object": "chat.completion",
         "created": now,
         "model": model,
         "choices": [
-            {"index": i, "message": message, "logprobs": None, "finish_reason": "stop"}
+            {"index": i, "message": message, "logprobs": None, "finish_reason": finish_reason}
             for i in range(n)
         ],
         "usage": {

@@ -1,7 +1,8 @@
 """LangChain end to end: real `langgraph dev`, a `create_agent` agent with the batching
 middleware and a node calling a batched `ChatOpenAI`, the OpenAI adapter in the bridge, and
-the emulator answering "Echo: <text>" (it makes no tool calls, so each agent run is one
-model call through the bridge).
+the emulator as provider: it calls the agent's tool, then answers "Echo: <tool result>", so
+an agent run is two model calls through the bridge; the tool-less node's one call is
+answered "Echo: <text>". test_agent_parity.py compares these runs with unbatched ones.
 """
 
 from __future__ import annotations
@@ -40,9 +41,19 @@ async def batched_requests(emulator: EmulatorServer) -> int:
     return total
 
 
-@pytest.mark.parametrize("graph", ["lc_agent", "lc_model"])
+@pytest.mark.parametrize(
+    ("graph", "types", "answer"),
+    [
+        ("lc_agent", ["human", "ai", "tool", "ai"], "Echo: Sunny in {}"),
+        ("lc_model", ["human", "ai"], "Echo: {}"),
+    ],
+)
 async def test_model_calls_go_through_the_bridge(
-    server: DevServer, batch_api_emulator: EmulatorServer, graph: str
+    server: DevServer,
+    batch_api_emulator: EmulatorServer,
+    graph: str,
+    types: list[str],
+    answer: str,
 ) -> None:
     client = get_client(url=server.url)
     before = await batched_requests(batch_api_emulator)
@@ -53,9 +64,10 @@ async def test_model_calls_go_through_the_bridge(
     for text, thread in zip(texts, done, strict=True):
         assert thread["status"] == "idle", thread
         messages = thread["values"]["messages"]
-        assert [m["type"] for m in messages] == ["human", "ai"]
-        answer = messages[-1]
-        assert answer["content"] == f"Echo: {text}"
-        assert answer["usage_metadata"]["total_tokens"] > 0
-        assert answer["response_metadata"]["model_provider"] == "openai"
-    assert await batched_requests(batch_api_emulator) == before + len(texts)
+        assert [m["type"] for m in messages] == types
+        last = messages[-1]
+        assert last["content"] == answer.format(text)
+        assert last["usage_metadata"]["total_tokens"] > 0
+        assert last["response_metadata"]["model_provider"] == "openai"
+    model_calls = types.count("ai")
+    assert await batched_requests(batch_api_emulator) == before + model_calls * len(texts)

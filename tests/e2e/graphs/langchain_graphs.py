@@ -1,7 +1,8 @@
 """A LangChain agent whose model calls go through the bridge, against the emulator.
 
-`lc_agent` is `create_agent(ChatOpenAI, [tool], middleware=[batching_middleware(...)])`;
-`lc_model` is a one-node graph calling `batched(ChatOpenAI(...))` directly.
+`lc_agent` is `create_agent(ChatOpenAI, [tool], middleware=[batching_middleware(...)])`
+(the emulator calls its tool, so a run is two model calls); `lc_model` is a one-node graph
+calling `batched(ChatOpenAI(...))` directly.
 """
 
 from __future__ import annotations
