@@ -34,14 +34,21 @@ def test_seed_script_batches_concurrent_submits_in_process():
 
 
 @pytest.fixture(scope="module")
-def examples_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    graphs = json.loads((EXAMPLES / "langgraph.json").read_text())["graphs"]
+def examples_emulator() -> Iterator[EmulatorServer]:
     with EmulatorServer(Emulator(in_progress_s=0.5)) as emulator:
-        env = {"OPENAI_BASE_URL": emulator.base_url, "OPENAI_API_KEY": "emulator"}
-        with DevServer(
-            tmp_path_factory.mktemp("examples"), graphs, base_dir=EXAMPLES, env=env
-        ) as server:
-            yield server
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def examples_server(
+    examples_emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevServer]:
+    graphs = json.loads((EXAMPLES / "langgraph.json").read_text())["graphs"]
+    env = {"OPENAI_BASE_URL": examples_emulator.base_url, "OPENAI_API_KEY": "emulator"}
+    with DevServer(
+        tmp_path_factory.mktemp("examples"), graphs, base_dir=EXAMPLES, env=env
+    ) as server:
+        yield server
 
 
 async def test_seed_batcher_in_a_sync_node(examples_server):
@@ -62,6 +69,28 @@ async def test_seed_openai_bridge_and_wait(examples_server):
     assert all(a["object"] == "chat.completion" for a in answers)
     contents = sorted(a["choices"][0]["message"]["content"] for a in answers)
     assert contents == sorted(f"Echo: hello {i}" for i in range(5))
+
+
+async def test_agent_with_tools_batches_both_model_calls(
+    examples_server: DevServer, examples_emulator: EmulatorServer
+) -> None:
+    """The agent calls its tool, then answers; both model calls are batch requests."""
+    client = get_client(url=examples_server.url)
+    cities = ["Oslo", "Lima", "Pune"]
+    before = examples_emulator.emulator.stats()
+    inputs = [{"messages": [{"role": "user", "content": city}]} for city in cities]
+    done = await finished(client, await start(client, "agent_with_tools", inputs))
+    assert [t["status"] for t in done] == ["idle"] * 3, examples_server.log()[-3000:]
+    for city, thread in zip(cities, done, strict=True):
+        messages = thread["values"]["messages"]
+        assert [m["type"] for m in messages] == ["human", "ai", "tool", "ai"]
+        assert messages[1]["tool_calls"][0]["args"] == {"city": city, "days": 1}
+        assert messages[2]["content"] == f"{city}: sunny for 1 day(s)."
+        assert messages[3]["content"] == f"Echo: {city}: sunny for 1 day(s)."
+    after = examples_emulator.emulator.stats()
+    assert after["requests"] - before["requests"] == 2 * len(cities)
+    sync_calls = "POST /v1/chat/completions"
+    assert after["calls"].get(sync_calls, 0) == before["calls"].get(sync_calls, 0)
 
 
 async def test_the_shipped_bridge_without_a_key_fails_its_callers_at_once(
