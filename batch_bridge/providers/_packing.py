@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,9 +25,7 @@ __all__ = [
     "estimate_tokens",
     "file_name",
     "file_pattern",
-    "now_ms",
     "pack",
-    "retry_or_fail",
 ]
 
 ENDPOINTS: tuple[str, ...] = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings")
@@ -173,46 +170,3 @@ def pack(
         if current:
             chunks.append(Chunk(url, model, current))
     return chunks
-
-
-def now_ms() -> int:
-    """Handles keep times as integer milliseconds: plain JSON, exact across a round trip."""
-    return int(time.time() * 1000)
-
-
-def retry_or_fail(
-    part: dict[str, Any],
-    message: str,
-    code: str,
-    now: int,
-    *,
-    max_attempts: int,
-    backoff_s: float,
-    on_retry: Mapping[str, Any] | None = None,
-    on_failure: Mapping[str, Any] | None = None,
-) -> None:
-    """The adapters' shared retry rule for one part of a provider batch.
-
-    Another attempt after `backoff_s * 2**attempt` while attempts remain, else the part fails
-    for good with the reason and the count; `on_retry` / `on_failure` are the provider's own
-    extra fields to set (an OpenAI gate, dropping Anthropic's kept params).
-    """
-    attempt = part["attempt"]
-    if attempt + 1 < max_attempts:
-        part.update(
-            state="waiting",
-            batch="",
-            attempt=attempt + 1,
-            not_before=now + int(backoff_s * 2**attempt * 1000),
-            error=message,
-            code=code,
-            **(on_retry or {}),
-        )
-    else:
-        part.update(
-            state="failed",
-            batch="",
-            error=f"{message} (gave up after {attempt + 1} attempts)",
-            code=code,
-            **(on_failure or {}),
-        )

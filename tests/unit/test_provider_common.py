@@ -1,0 +1,153 @@
+"""The rules the provider adapters share (providers/_common), and the clean-up of result
+files and batches once their results were returned, against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from batch_bridge.providers import _common
+from batch_bridge.providers.anthropic import AnthropicBatch
+from batch_bridge.providers.openai import OpenAIBatch
+from batch_bridge.testing import Emulator, EmulatorServer
+from batch_bridge.types import Pending
+
+
+@pytest.fixture
+def server() -> Iterator[EmulatorServer]:
+    with EmulatorServer(Emulator(in_progress_s=0.05), port=0) as running:
+        yield running
+
+
+def jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+
+
+async def test_large_result_files_are_decoded_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[int] = []
+    decode = _common._decode
+
+    def watched(data: bytes) -> dict[str, dict[str, Any]]:
+        threads.append(threading.get_ident())
+        return decode(data)
+
+    monkeypatch.setattr(_common, "_decode", watched)
+    small = jsonl([{"custom_id": "a-0", "n": 1}, {"custom_id": "a-0", "n": 2}])
+    padding = "x" * 1000
+    large = jsonl([{"custom_id": f"a-{i}", "pad": padding} for i in range(1100)])
+    assert len(large) > _common.OFF_LOOP_BYTES > len(small)
+
+    assert await _common.decode_rows(small) == {"a-0": {"custom_id": "a-0", "n": 1}}
+    rows = await _common.decode_rows(large)
+
+    assert len(rows) == 1100
+    assert threads[0] == threading.get_ident() != threads[1]
+
+
+def test_row_cache_is_bounded_by_bytes_and_drops_the_least_recently_used() -> None:
+    cache = _common.RowCache(max_bytes=100)
+    cache.put("a", {"a-0": {}}, 40)
+    cache.put("b", {"b-0": {}}, 40)
+    assert cache.get("a") == {"a-0": {}}
+    cache.put("c", {"c-0": {}}, 40)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == ({"a-0": {}}, None, {"c-0": {}})
+    assert cache.bytes == 80
+    cache.put("huge", {}, 101)
+    assert cache.get("huge") is None and len(cache) == 2
+    cache.pop("a")
+    cache.pop("a")
+    assert cache.bytes == 40
+
+
+async def test_late_deletes_wait_for_the_grace_and_yield_to_a_replayed_poll() -> None:
+    deleted: list[str] = []
+    flaky = {"f2": 1}
+
+    async def delete(resource: str) -> bool:
+        if flaky.get(resource):
+            flaky[resource] -= 1
+            return False
+        deleted.append(resource)
+        return True
+
+    later = _common.LateDeletes(grace_s=3600)
+    later.add("k", ["f1"])
+    await later.run(delete)
+    assert deleted == []
+
+    now = _common.LateDeletes(grace_s=0)
+    now.add("replayed", ["f0"])
+    now.keep("replayed")
+    now.add("k", ["f1", "f2"])
+    await now.run(delete)
+    assert deleted == ["f1"]
+    await now.run(delete)
+    assert deleted == ["f1", "f2"]
+
+    never = _common.LateDeletes(grace_s=None)
+    never.add("k", ["f3"])
+    await never.run(delete)
+    assert deleted == ["f1", "f2"]
+
+
+async def finish(adapter: Any, handle: Any) -> list[Any]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        outcome = await adapter.poll(handle)
+        if isinstance(outcome, Pending):
+            handle = outcome.handle
+        elif isinstance(outcome, list):
+            return outcome
+    raise AssertionError(f"not done: {handle}")
+
+
+def chat(text: str) -> dict[str, Any]:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+    return {"url": "/v1/chat/completions", "body": body}
+
+
+async def test_openai_files_are_all_deleted_once_results_were_returned(
+    server: EmulatorServer,
+) -> None:
+    async with openai.AsyncOpenAI(base_url=server.base_url, api_key="t", max_retries=0) as c:
+        adapter = OpenAIBatch(c, delete_results_after_s=0)
+        first = await finish(adapter, await adapter.submit([chat("a [[fail]]"), chat("b")]))
+        assert len(first) == 2
+        assert server.emulator.stats()["files"] == 2  # the output and the error file
+        await finish(adapter, await adapter.submit([chat("c")]))
+        left = {f.filename for f in (await c.files.list()).data}
+        assert len(left) == 1 and left.pop().endswith("_output.jsonl")
+
+
+async def test_openai_keeps_result_files_while_the_same_handle_is_polled_again(
+    server: EmulatorServer,
+) -> None:
+    async with openai.AsyncOpenAI(base_url=server.base_url, api_key="t", max_retries=0) as c:
+        adapter = OpenAIBatch(c, delete_results_after_s=0)
+        handle = await adapter.submit([chat("a")])
+        results = await finish(adapter, handle)
+        again = await finish(adapter, handle)
+        assert again == results
+
+
+async def test_anthropic_batches_are_deleted_once_results_were_returned(
+    server: EmulatorServer,
+) -> None:
+    ask = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    async with anthropic.AsyncAnthropic(
+        base_url=server.anthropic_base_url, api_key="t", max_retries=0
+    ) as c:
+        adapter = AnthropicBatch(c, delete_results_after_s=0)
+        await finish(adapter, await adapter.submit([ask]))
+        await finish(adapter, await adapter.submit([ask]))
+        listed = [b.id async for b in c.messages.batches.list()]
+        assert len(listed) == 1
