@@ -26,7 +26,13 @@ from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import APIStatusError, NotFoundError, UnprocessableEntityError
 
 from batch_bridge._constants import bridge_thread_id
-from batch_bridge.demo import PRICES_PER_MTOK, DemoError, DemoSettings, run_demo
+from batch_bridge.demo import (
+    DEFAULT_MODELS,
+    PRICES_PER_MTOK,
+    DemoError,
+    DemoSettings,
+    run_demo,
+)
 from batch_bridge.testing.__main__ import main as emulator
 
 __all__ = ["CLI_CRON_TAG", "CronResult", "apply_cron", "main"]
@@ -63,11 +69,19 @@ def _seconds(*, zero_ok: bool) -> click.FloatRange:
     help="Agent threads to run, one question each.",
 )
 @click.option(
+    "--provider",
+    type=click.Choice(sorted(DEFAULT_MODELS)),
+    default="openai",
+    show_default=True,
+    help="Whose batch API the bridge uses (OpenAIBatch or AnthropicBatch); both emulated.",
+)
+@click.option(
     "--model",
     type=click.Choice(sorted(PRICES_PER_MTOK)),
-    default="gpt-4o-mini",
-    show_default=True,
-    help="Model the agents ask for; the summary prices its tokens.",
+    default=None,
+    help="Model the agents ask for; the summary prices its tokens. Default: "
+    + ", ".join(f"{model} ({provider})" for provider, model in DEFAULT_MODELS.items())
+    + ".",
 )
 @click.option(
     "--max-batch-size",

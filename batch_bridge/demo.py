@@ -48,6 +48,7 @@ from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.testing.devserver import DevServer
 
 __all__ = [
+    "DEFAULT_MODELS",
     "PRICES_PER_MTOK",
     "DemoError",
     "DemoSettings",
@@ -62,8 +63,17 @@ PRICES_PER_MTOK = {
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4o": (2.50, 10.00),
     "gpt-4.1-mini": (0.40, 1.60),
+    "claude-haiku-4-5": (1.00, 5.00),
+    "claude-sonnet-4-5": (3.00, 15.00),
 }
-"""Normal (non-batch) USD prices per million input/output tokens; the Batch API halves them."""
+"""Normal (non-batch) USD prices per million input/output tokens; both batch APIs halve them."""
+DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
+"""The model the agents ask for when `--model` is not given, per `--provider`."""
+ANTHROPIC_GRAPHS = {
+    "bridge": f"{Path(__file__).with_name('_demo_anthropic.py')}:bridge",
+    "agent": f"{Path(__file__).with_name('_demo_anthropic.py')}:graph",
+}
+"""With `--provider anthropic`, these replace the config's `bridge` and `agent`."""
 BATCH_DISCOUNT = 0.5
 REQUIRED_GRAPHS = ("bridge", "agent")
 """The graphs the demo runs: `bridge` (the bridge) and `agent` (the caller)."""
@@ -90,7 +100,11 @@ class DemoError(Exception):
 class DemoSettings:
     threads: int = 300
     """Agent threads, one question each."""
-    model: str = "gpt-4o-mini"
+    provider: Literal["openai", "anthropic"] = "openai"
+    """Whose batch API the bridge uses: `OpenAIBatch` and `wrap_openai`, or
+    `AnthropicBatch` and `wrap_anthropic`; the emulator serves both."""
+    model: str | None = None
+    """None: the provider's default (`DEFAULT_MODELS`)."""
     max_batch_size: int = 100
     max_batch_age_s: float = 2.0
     """Seconds before a partial batch is flushed."""
@@ -100,6 +114,10 @@ class DemoSettings:
     config: Path = Path("langgraph.json")
     timeout_s: float = 600.0
     """Seconds to wait for every agent to answer, once the server is up."""
+
+    @property
+    def model_name(self) -> str:
+        return self.model or DEFAULT_MODELS[self.provider]
 
 
 @dataclass(frozen=True)
@@ -322,7 +340,9 @@ async def _collect(
     waits = sorted(_timestamp(t["updated_at"]) - _timestamp(t["created_at"]) for t in ended)
     tokens_in = sum(t["values"]["usage"].get("prompt_tokens", 0) for t in ok)
     tokens_out = sum(t["values"]["usage"].get("completion_tokens", 0) for t in ok)
-    price_in, price_out = PRICES_PER_MTOK.get(settings.model, PRICES_PER_MTOK["gpt-4o-mini"])
+    price_in, price_out = PRICES_PER_MTOK.get(
+        settings.model_name, PRICES_PER_MTOK[DEFAULT_MODELS[settings.provider]]
+    )
     normal = (tokens_in * price_in + tokens_out * price_out) / 1_000_000
     bridge = await _bridge_summary(client)
     sample = None
@@ -472,6 +492,8 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoSumm
     """Run the demo and print its summary; raises `DemoError` when it cannot finish."""
     console = console or Console()
     graphs, base_dir = _graphs(settings.config)
+    if settings.provider == "anthropic":
+        graphs |= ANTHROPIC_GRAPHS
     with (
         tempfile.TemporaryDirectory(prefix="batch-bridge-demo-") as workdir,
         _Display(console, settings.threads) as display,
@@ -482,12 +504,15 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoSumm
             env = {
                 "OPENAI_BASE_URL": provider.base_url,
                 "OPENAI_API_KEY": "emulator",
+                "ANTHROPIC_BASE_URL": provider.anthropic_base_url,
+                "ANTHROPIC_API_KEY": "emulator",
                 "BATCH_BRIDGE_MAX_BATCH_SIZE": str(settings.max_batch_size),
                 "BATCH_BRIDGE_MAX_BATCH_AGE_S": str(settings.max_batch_age_s),
                 "BATCH_BRIDGE_POLL_INTERVAL_S": str(settings.poll_interval_s),
-                "BATCH_BRIDGE_DEMO_MODEL": settings.model,
+                "BATCH_BRIDGE_DEMO_MODEL": settings.model_name,
             }
-            display.show("starting server", f"emulator at {provider.base_url}")
+            shown = provider.base_url if settings.provider == "openai" else provider.url
+            display.show("starting server", f"{settings.provider} emulator at {shown}")
             server = DevServer(Path(workdir), graphs, base_dir=base_dir, env=env)
             try:
                 _start(server)

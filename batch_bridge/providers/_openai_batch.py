@@ -56,6 +56,7 @@ from batch_bridge.providers._packing import (
     file_pattern,
     pack,
 )
+from batch_bridge.providers._profiles import OPENAI, BatchProfile
 from batch_bridge.types import Pending
 
 __all__ = ["OpenAIBatch"]
@@ -312,6 +313,11 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
     Output and error files are deleted by a poll that comes `delete_results_after_s`
     after their results were returned (None keeps them): the bridge polls a handle again
     if it failed to record its results, and then needs them.
+
+    `profile` names the service behind the client's `base_url` (`OPENAI`, `AZURE_OPENAI`,
+    `GROQ`, `TOGETHER`): its file limits are the defaults (a larger setting is refused),
+    `completion_window` must be one it accepts, and an item for an endpoint it does not
+    run fails alone at submit, before any upload.
     """
 
     _on_retry: ClassVar[Mapping[str, Any]] = MappingProxyType({"gate": 0})
@@ -320,9 +326,10 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
         self,
         client: openai.AsyncOpenAI | None = None,
         *,
+        profile: BatchProfile = OPENAI,
         completion_window: str = "24h",
-        max_requests_per_file: int = 50_000,
-        max_bytes_per_file: int = 200 * 1024 * 1024,
+        max_requests_per_file: int | None = None,
+        max_bytes_per_file: int | None = None,
         enqueued_token_budget: int | Mapping[str, int] | None = None,
         max_attempts: int = 3,
         retry_backoff_s: float = 60.0,
@@ -331,11 +338,26 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
         lookback_s: float = 48 * 3600.0,
         delete_results_after_s: float | None = 600.0,
     ) -> None:
+        if not isinstance(profile, BatchProfile):
+            raise ConfigError(f"profile must be a BatchProfile such as GROQ, got {profile!r}")
+        if max_requests_per_file is None:
+            max_requests_per_file = profile.max_requests_per_file
+        if max_bytes_per_file is None:
+            max_bytes_per_file = profile.max_bytes_per_file
         check_positive_ints(
             max_requests_per_file=max_requests_per_file,
             max_bytes_per_file=max_bytes_per_file,
             max_attempts=max_attempts,
         )
+        for name, value, limit in (
+            ("max_requests_per_file", max_requests_per_file, profile.max_requests_per_file),
+            ("max_bytes_per_file", max_bytes_per_file, profile.max_bytes_per_file),
+        ):
+            if value > limit:
+                raise ConfigError(f"{name} is {value}, over {profile.name}'s limit of {limit}")
+        window_problem = profile.window_problem(completion_window)
+        if window_problem is not None:
+            raise ConfigError(window_problem)
         budgets = (
             enqueued_token_budget.values()
             if isinstance(enqueued_token_budget, Mapping)
@@ -361,6 +383,7 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
                 f"adds three), got {metadata!r}"
             )
         super().__init__(client, timeout_s)
+        self.profile = profile
         self.completion_window = completion_window
         self.max_requests_per_file = max_requests_per_file
         self.max_bytes_per_file = max_bytes_per_file
@@ -416,6 +439,8 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
             built = build_request(index, custom_id(key, index), item)
             if isinstance(built, str):
                 pre.append([index, built, "invalid_request"])
+            elif (refused := self.profile.endpoint_problem(built.url)) is not None:
+                pre.append([index, refused, "unsupported_endpoint"])
             elif built.size > self.max_bytes_per_file:
                 pre.append(
                     [

@@ -1,7 +1,8 @@
 """OpenAI Batch API adapter: `OpenAIBatch` for the bridge, and `wrap_openai`, a drop-in client.
 
-The adapter lives in `_openai_batch`, the drop-in client in `_openai_client`; this module
-is their public face, and fails early, naming the extra, without the `openai` SDK.
+The adapter lives in `_openai_batch`, the drop-in client in `_openai_client`, the profiles
+of OpenAI-compatible services (`GROQ`, ...) in `_profiles`; this module is their public
+face, and fails early, naming the extra, without the `openai` SDK.
 """
 
 from __future__ import annotations
@@ -15,5 +16,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from batch_bridge.providers._openai_batch import OpenAIBatch
 from batch_bridge.providers._openai_client import BatchedAsyncOpenAI, wrap_openai
+from batch_bridge.providers._profiles import AZURE_OPENAI, GROQ, OPENAI, TOGETHER, BatchProfile
 
-__all__ = ["BatchedAsyncOpenAI", "OpenAIBatch", "wrap_openai"]
+__all__ = [
+    "AZURE_OPENAI",
+    "GROQ",
+    "OPENAI",
+    "TOGETHER",
+    "BatchProfile",
+    "BatchedAsyncOpenAI",
+    "OpenAIBatch",
+    "wrap_openai",
+]

@@ -20,6 +20,7 @@ from typing import Any
 import click
 import uvicorn
 
+from batch_bridge.providers._profiles import PROFILES
 from batch_bridge.testing._knobs import METADATA_PREFIX, SERVER_KNOBS, Knobs, knob_types
 from batch_bridge.testing.emulator import Emulator
 from batch_bridge.testing.server import bind_socket, server_config
@@ -99,8 +100,16 @@ def _knob_options(command: Callable[..., Any]) -> Callable[..., Any]:
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     help="uvicorn's log level.",
 )
+@click.option(
+    "--profile",
+    default="openai",
+    show_default=True,
+    type=click.Choice(sorted(PROFILES)),
+    help="The service to behave like: its endpoints, completion windows, file limits, "
+    "expiry and URL prefix (azure: /openai/v1).",
+)
 @_knob_options
-def main(host: str, port: int, log_level: str, **knobs: float | None) -> None:
+def main(host: str, port: int, log_level: str, profile: str, **knobs: float | None) -> None:
     """Serve the offline OpenAI Batch API emulator until interrupted.
 
     Point the `openai` SDK at it with OPENAI_BASE_URL=http://HOST:PORT/v1 (any API key).
@@ -108,7 +117,7 @@ def main(host: str, port: int, log_level: str, **knobs: float | None) -> None:
     """
     try:
         chosen: dict[str, Any] = {k: v for k, v in knobs.items() if v is not None}
-        emulator = Emulator(**chosen)
+        emulator = Emulator(profile=PROFILES[profile], **chosen)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     try:
@@ -119,7 +128,8 @@ def main(host: str, port: int, log_level: str, **knobs: float | None) -> None:
             "(0 picks a free one)."
         ) from exc
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"OpenAI emulator listening; base_url=http://{shown}:{sock.getsockname()[1]}/v1")
+    base_url = f"http://{shown}:{sock.getsockname()[1]}{emulator.profile.path_prefix}/v1"
+    click.echo(f"{emulator.profile.name} emulator listening; base_url={base_url}")
     uvicorn.Server(server_config(emulator, log_level=log_level)).run(sockets=[sock])
 
 

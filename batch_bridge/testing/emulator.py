@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from batch_bridge.providers._profiles import OPENAI, BatchProfile
 from batch_bridge.testing._anthropic import AnthropicRoutes
 from batch_bridge.testing._batch import (
     ACTIVE_STATUSES,
@@ -43,7 +45,6 @@ from batch_bridge.testing._synth import ENDPOINTS, error_body, synthesize
 __all__ = ["Emulator"]
 
 _UPLOAD_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
-_WINDOWS = frozenset({"24h"})
 _MAX_METADATA_KEYS = 16
 _FAULT_STATUSES = frozenset({0, 408, 409, 429, 500, 502, 503, 504})
 
@@ -203,11 +204,23 @@ class Emulator:
     serves the app from another.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, **knobs: float | None):
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        profile: BatchProfile = OPENAI,
+        **knobs: float | None,
+    ):
+        limits = {
+            "max_requests_per_file": profile.max_requests_per_file,
+            "max_file_bytes": profile.max_bytes_per_file,
+        }
         try:
-            self.knobs = Knobs(**knobs)  # type: ignore[arg-type]
+            self.knobs = Knobs(**{**limits, **knobs})  # type: ignore[arg-type]
         except TypeError as exc:
             raise TypeError(f"bad emulator knob: {exc}") from exc
+        self.profile = profile
+        """The service emulated: its endpoints, completion windows, expiry and URL prefix."""
         self._clock = clock
         self._lock = threading.Lock()
         self._files: dict[str, StoredFile] = {}
@@ -296,7 +309,9 @@ class Emulator:
         - `calls`: calls per route (`"POST /v1/batches"`), faulted ones included;
         - `submitted`: per custom_id, how many created batches held it in their input file
           (each valid line, once per batch creation); `accepted`: the same, counting only
-          batches that passed validation, i.e. that ran or will run the line.
+          batches that passed validation, i.e. that ran or will run the line;
+        - `anthropic`: the same figures for the Anthropic routes (`batches`,
+          `batches_by_status`, `requests`, `submitted`).
         """
         with self._lock:
             now = self._clock()
@@ -324,13 +339,18 @@ class Emulator:
                 "calls": dict(self._calls),
                 "submitted": dict(submitted),
                 "accepted": dict(accepted),
+                "anthropic": self.anthropic.stats(),
             }
 
     def _build_app(self) -> Starlette:
         routes = []
+        prefix = self.profile.path_prefix
         for label, handler in self._handlers.items():
             method, path = label.split(" ", 1)
-            routes.append(Route(path, self._guard(label, handler), methods=[method]))
+            endpoint = self._guard(label, handler)
+            routes.append(Route(path, endpoint, methods=[method]))
+            if prefix:
+                routes.append(Route(prefix + path, endpoint, methods=[method]))
         routes += [
             Route("/_emulator/stats", self._stats_route, methods=["GET"]),
             Route("/_emulator/faults", self._add_fault_route, methods=["POST"]),
@@ -482,18 +502,21 @@ class Emulator:
         input_file_id = _required_str(body, "input_file_id")
         endpoint = _required_str(body, "endpoint")
         window = _required_str(body, "completion_window")
-        if endpoint not in ENDPOINTS:
-            supported = ", ".join(sorted(ENDPOINTS))
+        if endpoint not in ENDPOINTS or endpoint not in self.profile.endpoints:
+            supported = ", ".join(sorted(set(ENDPOINTS) & set(self.profile.endpoints)))
             message = f"Invalid endpoint {endpoint!r}; the emulator supports {supported}."
             raise ApiError(400, message, param="endpoint", code="invalid_value")
-        if window not in _WINDOWS:
-            message = f"Invalid completion_window {window!r}; only '24h' is supported."
+        window_problem = self.profile.window_problem(window)
+        if window_problem is not None:
+            message = f"Invalid completion_window: {window_problem}."
             raise ApiError(400, message, param="completion_window", code="invalid_value")
         metadata = _metadata(body.get("metadata"))
         try:
             knobs = self.knobs.with_metadata(metadata)
         except ValueError as exc:
             raise ApiError(400, str(exc), param="metadata") from None
+        if not self.profile.expires:
+            knobs = dataclasses.replace(knobs, expire_after_s=None)
         with self._lock:
             stored = self._file(input_file_id)
             if stored.purpose != "batch":

@@ -3,6 +3,7 @@
 - `batch_api_emulator`: an OpenAI Batch API emulator on a free loopback port (per session).
 - `openai_env`: points OPENAI_BASE_URL / OPENAI_API_KEY at it for one test, so code that
   builds `AsyncOpenAI()` from the environment (and servers it starts) talks to the emulator.
+- `anthropic_env`: the same for ANTHROPIC_BASE_URL / ANTHROPIC_API_KEY and `AsyncAnthropic()`.
 """
 
 from __future__ import annotations
@@ -31,4 +32,13 @@ def openai_env(
 ) -> EmulatorServer:
     monkeypatch.setenv("OPENAI_BASE_URL", batch_api_emulator.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "emulator")
+    return batch_api_emulator
+
+
+@pytest.fixture
+def anthropic_env(
+    batch_api_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> EmulatorServer:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", batch_api_emulator.anthropic_base_url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "emulator")
     return batch_api_emulator

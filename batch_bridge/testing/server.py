@@ -89,8 +89,8 @@ class EmulatorServer:
 
     @property
     def base_url(self) -> str:
-        """The OpenAI `base_url`: the root plus `/v1`."""
-        return self.url + "/v1"
+        """The OpenAI `base_url`: the root, the profile's prefix (Azure: `/openai`), `/v1`."""
+        return self.url + self.emulator.profile.path_prefix + "/v1"
 
     @property
     def anthropic_base_url(self) -> str:

@@ -50,6 +50,13 @@ def test_demo_runs_agents_through_the_emulator_and_prints_a_summary():
     assert "log:" not in out and "server log" not in out + done.stderr  # nothing kept on success
 
 
+def test_demo_through_anthropic_message_batches_needs_no_key():
+    done = run("demo", "--provider", "anthropic", "--threads", "12", timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "12 (12 ok, 0 failed)" in done.stdout
+    assert "anthropic emulator at" in done.stdout and "Echo:" in done.stdout
+
+
 def test_demo_whose_server_cannot_start_names_the_cause_and_keeps_the_log(tmp_path):
     config = tmp_path / "langgraph.json"
     graphs = {"bridge": f"{ROOT}/graphs/bridge.py:no_such_bridge", "agent": "graphs/agent.py:graph"}

@@ -143,12 +143,15 @@ def test_demo_with_an_unusable_config_is_one_line(tmp_path: Path, config: str, r
     assert reason in line
 
 
+SUMMARY = DemoSummary(7, 7, 0, 1, 1.0, 1.0, 1.0, 0, 0, 0.0, 0.0)
+
+
 def test_demo_passes_every_option_to_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Any] = []
 
     def record(settings: Any) -> DemoSummary:
         seen.append(settings)
-        return DemoSummary(7, 7, 0, 1, 1.0, 1.0, 1.0, 0, 0, 0.0, 0.0)
+        return SUMMARY
 
     monkeypatch.setattr(cli, "run_demo", record)
     args = ["--threads", "7", "--max-batch-size", "3", "--max-batch-age", "0.5"]
@@ -159,6 +162,20 @@ def test_demo_passes_every_option_to_the_settings(monkeypatch: pytest.MonkeyPatc
     assert (settings.threads, settings.max_batch_size, settings.model) == (7, 3, "gpt-4o")
     assert (settings.max_batch_age_s, settings.poll_interval_s) == (0.5, 0.25)
     assert (settings.provider_latency_s, settings.timeout_s) == (0.0, 30.0)
+    assert (settings.provider, settings.model_name) == ("openai", "gpt-4o")
+
+
+def test_demo_provider_picks_its_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+    monkeypatch.setattr(cli, "run_demo", lambda settings: seen.append(settings) or SUMMARY)
+    assert invoke("demo", "--threads", "7", "--provider", "anthropic").exit_code == 0
+    assert invoke("demo", "--threads", "7").exit_code == 0
+    assert [(s.provider, s.model_name) for s in seen] == [
+        ("anthropic", "claude-haiku-4-5"),
+        ("openai", "gpt-4o-mini"),
+    ]
+    line = assert_one_error_line(invoke("demo", "--provider", "gemini"), 2)
+    assert "--provider" in line
 
 
 def test_cron_unreachable_url_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ from batch_bridge.providers import _common
 from batch_bridge.providers.anthropic import AnthropicBatch
 from batch_bridge.providers.openai import OpenAIBatch
 from batch_bridge.testing import Emulator, EmulatorServer
-from batch_bridge.types import Pending
+from tests.unit.adapter_helpers import chat, finish
 
 
 @pytest.fixture
@@ -99,22 +98,6 @@ async def test_late_deletes_wait_for_the_grace_and_yield_to_a_replayed_poll() ->
     assert deleted == ["f1", "f2"]
 
 
-async def finish(adapter: Any, handle: Any) -> list[Any]:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        outcome = await adapter.poll(handle)
-        if isinstance(outcome, Pending):
-            handle = outcome.handle
-        elif isinstance(outcome, list):
-            return outcome
-    raise AssertionError(f"not done: {handle}")
-
-
-def chat(text: str) -> dict[str, Any]:
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
-    return {"url": "/v1/chat/completions", "body": body}
-
-
 async def test_openai_files_are_all_deleted_once_results_were_returned(
     server: EmulatorServer,
 ) -> None:
@@ -148,6 +131,20 @@ async def test_anthropic_batches_are_deleted_once_results_were_returned(
     ) as c:
         adapter = AnthropicBatch(c, delete_results_after_s=0)
         await finish(adapter, await adapter.submit([ask]))
+        assert server.emulator.stats()["anthropic"]["batches"] == 1
         await finish(adapter, await adapter.submit([ask]))
         listed = [b.id async for b in c.messages.batches.list()]
         assert len(listed) == 1
+    figures = server.emulator.stats()["anthropic"]
+    assert (figures["batches"], figures["requests"]) == (1, 1)  # the batches still stored
+
+
+async def test_anthropic_env_points_a_default_client_at_the_emulator(
+    anthropic_env: EmulatorServer,
+) -> None:
+    async with anthropic.AsyncAnthropic() as c:
+        message = await c.messages.create(
+            model="m", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert message.content[0].type == "text"
+    assert anthropic_env.emulator.stats()["anthropic"]["requests"] >= 1
