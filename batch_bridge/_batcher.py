@@ -79,8 +79,10 @@ class Bridge:
     A `submit` that accepts an `idempotency_key` keyword gets the bridge's batch id and must
     return the same batch for the same key: then a submit retried after a crash is exactly
     once (`OpenAIBatch` does this). Without it a crash mid-submit may submit twice.
-    `cancel(batch_id)` stops a batch the bridge gives up on. `provider_timeout` bounds every
-    provider call; `delivery_horizon` is how long refused resumes are retried;
+    `cancel(batch_id)` stops a batch the bridge gives up on; `release(batch_id)` deletes the
+    provider's copies once the results are recorded (the adapters' `release`).
+    `provider_timeout` bounds every provider call; `delivery_horizon` is how long refused
+    resumes are retried;
     `poll_error_horizon` how long raised poll errors count as transient; `safety_cron` is the
     schedule of the cron the bridge creates on its own thread (None: none).
 
@@ -102,14 +104,18 @@ class Bridge:
         delivery_horizon: timedelta | float = _DEFAULT_HORIZON,
         poll_error_horizon: timedelta | float = _DEFAULT_POLL_ERRORS,
         safety_cron: str | None = "* * * * *",
+        release: CancelFunc | None = None,
     ) -> None:
         if not callable(submit) or not callable(poll):
             raise TypeError("submit and poll must be callables (sync or async).")
-        if cancel is not None and not callable(cancel):
-            raise TypeError("cancel must be a callable (sync or async) or None.")
+        for hook, func in (("cancel", cancel), ("release", release)):
+            if func is not None and not callable(func):
+                raise TypeError(f"{hook} must be a callable (sync or async) or None.")
         self.submit_func = submit
         self.poll_func = poll
-        self.provider = Provider(submit, poll, cancel, accepts_idempotency_key(submit))
+        self.provider = Provider(
+            submit, poll, cancel, accepts_idempotency_key(submit), release=release
+        )
         self.reliability = _reliability(
             provider_timeout, delivery_horizon, poll_error_horizon, safety_cron
         )

@@ -55,6 +55,9 @@ THREAD_PAGE = 100
 ORPHAN_SWEEP_S = 60.0
 FOLLOW_EVERY_S = 1.0
 REFLUSH_EVERY_S = 5.0
+IN_TICK_WAIT_S = 2.0
+"""Work due within this many seconds is taken by the running tick's next pass, not a new run."""
+MAX_PASSES = 10
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +110,10 @@ class BridgeState(TypedDict, total=False):
     """Where the record-signing key comes from: "configured" (BATCH_BRIDGE_SECRET),
     "derived" (from the deployment's own connection settings) or "local file" (dev)."""
     ticks: int
+    continue_in_s: float | None
+    """Seconds until the running tick takes its next pass itself (work due that soon)."""
+    run_id: str
+    run_passes: int
 
 
 async def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -166,6 +173,8 @@ class Provider:
     cancel: CancelFunc | None = None
     keyed: bool = False
     """`submit` takes the bridge's batch id as its idempotency key."""
+    release: CancelFunc | None = None
+    """Called with a batch's handle once its results are recorded: delete provider files."""
 
 
 class Tick:
@@ -237,7 +246,7 @@ class Tick:
             return
         header.status, header.handle = "submitted", handle
         header.submitted_at = time.time()
-        header.next_poll_at = header.submitted_at + self.policy.poll_interval_s
+        header.next_poll_at = header.submitted_at  # polled at once: a fast provider may be done
         await self.ledger.put_header(header)
         self.counts["batches_submitted"] += 1
         self.counts["items_submitted"] += len(mine)
@@ -334,8 +343,21 @@ class Tick:
             done.append(record)
             self.counts["items_completed" if envelope.get("ok") else "items_failed"] += 1
         await self.ledger.put_items(done)
+        await self._release(header)
         await self.ledger.delete_batch(header.batch_id)
         return done
+
+    async def _release(self, header: BatchHeader) -> None:
+        """Best effort: the results are recorded, so the provider's copies can go. Before
+        the batch record is dropped, so a crash in between only means a second call."""
+        if self.provider.release is None or header.handle is None:
+            return
+        try:
+            await call_with_timeout(
+                self.rel.provider_timeout_s, self.provider.release, header.handle
+            )
+        except Exception as exc:
+            log.warning("release of batch %s failed: %s", header.batch_id, _describe(exc))
 
     async def _awaited(self, queued: list[ItemRecord]) -> tuple[list[ItemRecord], int]:
         """The queued items whose caller thread waits on them, and how many to look at again.
@@ -440,14 +462,18 @@ class Tick:
             self.ledger.ns(META), "cron", {"schedule": schedule, "at": self.now}, index=False
         )
 
-    async def run(self, state: BridgeState) -> BridgeState:
+    async def run(self, state: BridgeState, run_id: str) -> BridgeState:
+        pause = state.get("continue_in_s")
+        if pause and state.get("run_id") == run_id:
+            await asyncio.sleep(pause)
+            self.now = time.time()
         try:
             await self._ensure_cron()
         except Exception:
             log.exception("could not create the bridge's safety cron; will try next tick")
         await self._mark("running")
         try:
-            return await self._work(state)
+            return await self._work(state, run_id)
         except BaseException:
             await self._mark("idle")
             try:
@@ -456,35 +482,34 @@ class Tick:
                 log.exception("could not schedule the tick after a failed one")
             raise
 
-    async def _work(self, state: BridgeState) -> BridgeState:
+    async def _work(self, state: BridgeState, run_id: str) -> BridgeState:
+        """One pass over the ledger, and what comes next.
+
+        The platform schedules runs in whole seconds and behind its run queue, so work due
+        within `IN_TICK_WAIT_S` (a batch about to be old enough, a poll due in a second) is
+        taken by this run's next pass (the graph loops; each pass is checkpointed, so Studio
+        shows progress) rather than by a new run; at most `MAX_PASSES` passes per run.
+        """
+        passes = state.get("run_passes", 0) + 1 if state.get("run_id") == run_id else 1
         await self._sweep_orphans()  # first: the store is at rest between ticks
-        headers = await self.ledger.headers()
-        # A batch a killed tick left forming claims its items before anything reads the queue.
-        forming = [partial(self.form, h) for h in headers if h.status == "forming"]
-        await bounded(forming, self.rel.concurrency)
         last_flushed = state.get("last_flushed_at") or self.now
-        remaining, flushed_at = await self._drive(headers, bool(state.get("flush")), last_flushed)
-        last_flushed = flushed_at or last_flushed
-
-        await self.deliverer.run(await self.ledger.items("result"))
+        remaining, last_flushed, delay, soon = await self._pass(
+            bool(state.get("flush")), last_flushed
+        )
+        again = (
+            soon is not None
+            and soon <= IN_TICK_WAIT_S
+            and passes < MAX_PASSES
+            and not await _client.run_waiting(self.client, self.bridge)
+        )
         await self._purge()
-
         in_flight = await self.ledger.headers()
         results = await self.ledger.items("result")
         undeliverable = len(await self.ledger.search(ITEMS, {"status": "undeliverable"}))
         oldest = remaining[0].created_at if remaining else None
-        due = [h.next_poll_at if h.status == "submitted" else h.not_before for h in in_flight]
-        due += [r.next_attempt_at for r in results]
-        if self.deferred:
-            due.append(self.now + 1.0)
-        delay = next_check_in(
-            has_pending=bool(remaining),
-            oldest_at=oldest,
-            due_times=due,
-            now=time.time(),
-            policy=self.policy,
-        )
-        if delay is None:
+        if again:
+            delay = None  # the next pass of this run, not a new run
+        elif delay is None:
             await self._mark("idle")
             if await self.ledger.store.asearch(
                 self.ledger.ns(ITEMS), filter={"status": "queued"}, limit=1
@@ -515,6 +540,9 @@ class Tick:
             "record_key": _trust.key_source(),
             "last_error": self.last_error or state.get("last_error"),
             "ticks": state.get("ticks", 0) + 1,
+            "continue_in_s": soon if again else None,
+            "run_id": run_id,
+            "run_passes": passes,
         }
         self.counts["items_delivered"] += self.deliverer.delivered
         self.counts["records_quarantined"] += self.ledger.quarantined
@@ -530,6 +558,43 @@ class Tick:
         for key in totals:
             summary[key] = int(previous.get(key) or 0) + self.counts[key]  # type: ignore[literal-required]
         return summary
+
+    async def _pass(
+        self, force: bool, last_flushed: float
+    ) -> tuple[list[ItemRecord], float, float | None, float | None]:
+        """One pass: finish forming batches, call the provider, flush, deliver.
+
+        Returns the items still queued, when the bridge last flushed, the seconds until the
+        bridge should look again (None: nothing left to do), and until work is surely due
+        (a poll, a delivery, a batch old enough; not a custom flush rule's re-check)."""
+        headers = await self.ledger.headers()
+        # A batch a killed tick left forming claims its items before anything reads the queue.
+        forming = [partial(self.form, h) for h in headers if h.status == "forming"]
+        await bounded(forming, self.rel.concurrency)
+        remaining, flushed_at = await self._drive(headers, force, last_flushed)
+        last_flushed = flushed_at or last_flushed
+        await self.deliverer.run(await self.ledger.items("result"))
+
+        due = [
+            h.next_poll_at if h.status == "submitted" else h.not_before
+            for h in await self.ledger.headers()
+        ]
+        due += [r.next_attempt_at for r in await self.ledger.items("result")]
+        if self.deferred:
+            due.append(time.time() + 1.0)
+        oldest = remaining[0].created_at if remaining else None
+        now = time.time()
+        delay = next_check_in(
+            has_pending=bool(remaining),
+            oldest_at=oldest,
+            due_times=due,
+            now=now,
+            policy=self.policy,
+        )
+        if remaining and self.policy.max_batch_age_s is not None and oldest is not None:
+            due.append(oldest + self.policy.max_batch_age_s)
+        soon = max(0.0, min(due) - now) if due else None
+        return remaining, last_flushed, delay, soon
 
     def _due(self, header: BatchHeader, now: float) -> Callable[[], Awaitable[None]] | None:
         if header.status == "submitting" and header.not_before <= now:
@@ -555,7 +620,7 @@ class Tick:
         def start_due(headers: list[BatchHeader]) -> None:
             for header in headers:
                 running = calls.get(header.batch_id)
-                job = self._due(header, self.now)
+                job = self._due(header, time.time())
                 if job is not None and (running is None or running.done()):
                     calls[header.batch_id] = asyncio.ensure_future(guarded(gate, job))
 
@@ -565,6 +630,8 @@ class Tick:
             remaining, flushed = await self.flush(force, last_flushed_at)
             flushed_at = self.now if flushed else None
             flush_checked = time.monotonic()
+            if flushed:
+                start_due(await self.ledger.headers())  # the provider may be done already
             while busy := [c for c in calls.values() if not c.done()]:
                 await asyncio.wait(busy, timeout=FOLLOW_EVERY_S)
                 if time.monotonic() >= stop_starting_at:
@@ -599,7 +666,14 @@ class Tick:
         await self.ledger.store.aput(meta, "sweep", {"at": self.now}, index=False)
 
     async def _purge(self) -> None:
-        """Forget delivered items once no replay of their node can need the record."""
+        """Forget delivered items once no replay of their node can need the record.
+
+        Looked for once a minute: the search reads every delivered record."""
+        meta = self.ledger.ns(META)
+        last = await self.ledger.store.aget(meta, "purge")
+        if last is not None and self.now - float(last.value.get("at") or 0) < ORPHAN_SWEEP_S:
+            return
+        await self.ledger.store.aput(meta, "purge", {"at": self.now}, index=False)
         cutoff = self.now - self.rel.retention_s
         old = [
             (stored.key, stored.value.get("alias"))
@@ -624,11 +698,22 @@ def build_bridge_graph(
     """The compiled graph that langgraph.json registers; its graph id names the bridge."""
 
     async def tick(state: BridgeState) -> BridgeState:
-        bridge = get_config()["configurable"].get("graph_id") or name
-        return await _client.as_deployment(Tick(bridge, provider, policy, reliability).run(state))
+        config = get_config()
+        bridge = config["configurable"].get("graph_id") or name
+        run_id = str(
+            config.get("run_id")
+            or config["configurable"].get("run_id")
+            or config.get("metadata", {}).get("run_id")
+            or ""
+        )
+        work = Tick(bridge, provider, policy, reliability).run(state, run_id)
+        return await _client.as_deployment(work)
+
+    def next_pass(state: BridgeState) -> str:
+        return "tick" if state.get("continue_in_s") is not None else END
 
     builder = StateGraph(BridgeState, input_schema=TickInput)
     builder.add_node("tick", tick)
     builder.add_edge(START, "tick")
-    builder.add_edge("tick", END)
+    builder.add_conditional_edges("tick", next_pass, ["tick", END])
     return builder.compile(name=name)

@@ -136,10 +136,15 @@ def kick_sync(client: SyncLangGraphClient, bridge: str, url: str | None) -> None
         raise _missing_bridge(bridge, url) from exc
 
 
+async def run_waiting(client: LangGraphClient, bridge: str) -> bool:
+    """Whether a run is queued on the bridge's thread behind the running tick."""
+    return bool(await client.runs.list(bridge_thread_id(bridge), status="pending", limit=1))
+
+
 async def schedule_tick(client: LangGraphClient, bridge: str, delay_s: float) -> bool:
     """Queue the next tick on the bridge's thread unless a run is already waiting there."""
     thread_id = bridge_thread_id(bridge)
-    if await client.runs.list(thread_id, status="pending", limit=1):
+    if await run_waiting(client, bridge):
         return False
     await client.runs.create(
         thread_id,

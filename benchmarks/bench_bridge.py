@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import click
+from _report import start_callers
 from langgraph_sdk import get_client
 from rich.console import Console
 from rich.table import Table
@@ -28,15 +29,8 @@ HERE = Path(__file__).resolve().parent
 async def measure(url: str, callers: int) -> dict[str, float]:
     client = get_client(url=url)
     tag = f"bench-{callers}-{time.time()}"
-    gate = asyncio.Semaphore(20)
-
-    async def one(i: int) -> None:
-        async with gate:
-            thread = await client.threads.create(metadata={"bench": tag})
-            await client.runs.create(thread["thread_id"], "agent", input={"item": f"i{i}"})
-
     started = time.monotonic()
-    await asyncio.gather(*(one(i) for i in range(callers)))
+    await start_callers(client, "agent", tag, [{"item": f"i{i}"} for i in range(callers)])
     created = time.monotonic() - started
     interrupted_at = None
     while (idle := await client.threads.count(metadata={"bench": tag}, status="idle")) < callers:

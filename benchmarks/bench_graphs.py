@@ -1,14 +1,27 @@
-"""Graphs for the benchmarks: an instant echo provider, so the figures measure the bridge."""
+"""Graphs for the benchmarks.
+
+`bridge` / `agent`: an instant in-process echo provider, so figures measure the bridge alone.
+`emu_bridge` / `emu_agent`: the real `OpenAIBatch` adapter against the offline emulator
+(`OPENAI_BASE_URL`), one `chat.completions.create` per caller.
+`floor`: the platform's own cost of the same shape: one interrupt, resumed by the driver.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from typing import Any, TypedDict
 
 from langgraph.graph import START, StateGraph
+from langgraph.types import interrupt
 
 from batch_bridge import Bridge, wait
+from batch_bridge.providers.openai import OpenAIBatch, wrap_openai
 
 _batches: dict[str, list[Any]] = {}
+AGE_S = float(os.environ.get("BENCH_MAX_BATCH_AGE_S", "1"))
+POLL_S = float(os.environ.get("BENCH_POLL_INTERVAL_S", "1"))
 
 
 def submit(items: list[Any]) -> str:
@@ -21,7 +34,40 @@ def poll(batch_id: str) -> list[Any]:
     return [{"echo": item} for item in _batches.pop(batch_id)]
 
 
-bridge = Bridge(submit=submit, poll=poll, max_batch_size=5000, max_batch_age=1, poll_interval=1)
+bridge = Bridge(
+    submit=submit, poll=poll, max_batch_size=50_000, max_batch_age=AGE_S, poll_interval=POLL_S
+)
+_provider = OpenAIBatch(retry_backoff_s=0.2)
+log = logging.getLogger("batch_bridge.bench")
+
+
+async def timed_submit(items: list[Any], *, idempotency_key: str | None = None) -> Any:
+    """The adapter's submit, its duration logged for bench_scale.py to read."""
+    started = time.perf_counter()
+    handle = await _provider.submit(items, idempotency_key=idempotency_key)
+    log.warning("bench submit items=%d s=%.3f", len(items), time.perf_counter() - started)
+    return handle
+
+
+async def timed_poll(handle: Any) -> Any:
+    started = time.perf_counter()
+    result = await _provider.poll(handle)
+    if isinstance(result, list):
+        log.warning("bench results items=%d s=%.3f", len(result), time.perf_counter() - started)
+    return result
+
+
+emu_bridge = Bridge(
+    submit=timed_submit,
+    poll=timed_poll,
+    cancel=_provider.cancel,
+    release=_provider.release,
+    max_batch_size=50_000,
+    max_batch_age=AGE_S,
+    poll_interval=POLL_S,
+    name="emu_bridge",
+)
+_llm = wrap_openai(batcher="emu_bridge")
 
 
 class State(TypedDict, total=False):
@@ -33,4 +79,17 @@ async def ask(state: State) -> State:
     return {"result": await wait(state["item"], batcher="bridge")}
 
 
+async def ask_model(state: State) -> State:
+    completion = await _llm.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": state["item"]}]
+    )
+    return {"result": completion.choices[0].message.content}
+
+
+async def pause(state: State) -> State:
+    return {"result": interrupt({"item": state["item"]})}
+
+
 agent = StateGraph(State).add_node(ask).add_edge(START, "ask").compile()
+emu_agent = StateGraph(State).add_node(ask_model).add_edge(START, "ask_model").compile()
+floor = StateGraph(State).add_node(pause).add_edge(START, "pause").compile()

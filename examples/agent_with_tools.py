@@ -27,6 +27,7 @@ agent_bridge = Bridge(
     submit=provider.submit,
     poll=provider.poll,
     cancel=provider.cancel,
+    release=provider.release,
     name="agent_bridge",
     max_batch_age=2,
     poll_interval=1,

@@ -37,6 +37,7 @@ bridge = Bridge(
     submit=provider.submit,  # takes the bridge's batch id as its idempotency key
     poll=provider.poll,
     cancel=provider.cancel,
+    release=provider.release,
     max_batch_size=int(_setting("MAX_BATCH_SIZE", "50000")),
     max_batch_age=float(_setting("MAX_BATCH_AGE_S")),
     poll_interval=float(_setting("POLL_INTERVAL_S")),

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import anthropic
 from anthropic.types.messages import MessageBatch
 
-from batch_bridge.errors import BatchFailedError, BatchItemError, ConfigError
+from batch_bridge.errors import BatchFailedError, BatchItemError, ConfigError, ProviderError
 from batch_bridge.providers import _common
 from batch_bridge.providers._common import Handle, LateDeletes, Part, RowCache, SdkAdapter
 from batch_bridge.providers._packing import batch_key, custom_id
@@ -254,6 +254,20 @@ class AnthropicBatch(SdkAdapter[anthropic.AsyncAnthropic]):
                     await self.client.messages.batches.cancel(part["batch"])
             except (anthropic.NotFoundError, anthropic.BadRequestError, anthropic.ConflictError):
                 continue
+
+    async def release(self, handle: Handle) -> None:
+        """Delete the ended batches (and their results) whose results the bridge recorded.
+
+        Idempotent; the bridge calls it (`Bridge(release=...)`) before it forgets the batch.
+        Raises the SDK's error when Anthropic cannot be reached, so that it may try again.
+        """
+        state = _common.load_handle(handle, name="AnthropicBatch", kind=_KIND)
+        named = (b for part in state["parts"] for b in (*part["batches"], part["out"]))
+        batches = sorted({b for b in named if b})
+        for batch_id in batches:
+            if not await self._delete_batch(batch_id):
+                raise ProviderError(f"Anthropic batch {batch_id} could not be deleted yet")
+        self._late.keep(state["key"])
 
     async def _delete_batch(self, batch_id: str) -> bool:
         """Delete an ended batch and its results; False if a later try might succeed."""

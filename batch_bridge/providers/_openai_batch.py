@@ -590,6 +590,29 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
         for file_id in sorted(files):
             await self._delete_file(file_id, strict=True)
 
+    async def release(self, handle: Handle) -> None:
+        """Delete every file of a batch whose results the bridge has recorded; idempotent.
+
+        The bridge calls it (`Bridge(release=...)`) after the results are in its ledger and
+        before it forgets the batch, so no later poll can need them and a crash in between
+        only means a second call. Raises the SDK's error when the provider cannot be reached.
+        """
+        state = load_handle(handle, name="OpenAIBatch")
+        files = {
+            f for part in state["parts"] for f in (part["file"], part["out"], part.get("err")) if f
+        }
+        for part in state["parts"]:
+            for batch_id in part["batches"]:
+                try:
+                    batch = await self.client.batches.retrieve(batch_id)
+                except openai.NotFoundError:
+                    continue
+                found = (batch.input_file_id, batch.output_file_id, batch.error_file_id)
+                files.update(f for f in found if f)
+        for file_id in sorted(files):
+            await self._delete_file(file_id, strict=True)
+        self._late.keep(state["key"])
+
     async def _recent(self, first: AsyncCursorPage[_T]) -> list[_T]:
         """A newest-first list read as far back as `lookback_s` and `_MAX_LIST_PAGES` allow."""
         items: list[_T] = []

@@ -85,7 +85,11 @@ async def test_many_callers_get_their_own_answers_from_shuffled_output(server, p
     assert [t["status"] for t in done] == ["idle"] * 30, server.log()[-3000:]
     await assert_each_own(get_client(url=server.url), texts, done)
     assert all(t["values"]["usage"]["total_tokens"] > 0 for t in done)
-    assert len(await provider_batches(provider, "oa_bridge")) < 30
+    batches = await provider_batches(provider, "oa_bridge")
+    assert len(batches) < 30
+    files = {f for b in batches for f in (b.input_file_id, b.output_file_id, b.error_file_id)}
+    stored = {f.id async for f in provider.files.list()}
+    assert not (files - {None}) & stored  # released once the results were recorded
 
 
 async def test_responses_and_embeddings_endpoints(server):

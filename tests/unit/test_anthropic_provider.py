@@ -396,3 +396,16 @@ async def test_emulator_validates_with_the_installed_types(
             max_tokens=8,
             messages=[{"role": "bot", "content": "x"}],  # type: ignore[misc,list-item]
         )
+
+
+async def test_release_deletes_the_ended_batches(client: anthropic.AsyncAnthropic) -> None:
+    run = Run(AnthropicBatch(client))
+    texts = [f"release {i}" for i in range(3)]
+    assert_echoes(await run([ask(t) for t in texts]), texts)
+    (batch_id,) = run.provider_batches
+
+    await run.adapter.release(run.handles[-1])
+    await run.adapter.release(run.handles[-1])
+
+    with pytest.raises(anthropic.NotFoundError):
+        await client.messages.batches.retrieve(batch_id)

@@ -863,3 +863,20 @@ async def test_a_failed_submit_without_a_key_deletes_its_uploads(
     assert after["files_uploaded"] == before["files_uploaded"] + 1
     assert after["files_deleted"] == before["files_deleted"] + 1
     assert after["batches_created"] == before["batches_created"]
+
+
+async def test_release_deletes_every_file_of_a_recorded_batch(client: openai.AsyncOpenAI) -> None:
+    texts = [f"release {i}" for i in range(4)] + ["[[fail]] release"]
+    run = Run(OpenAIBatch(client))
+    results = await run([chat(t) for t in texts])
+    assert_echoes(results[:4], texts[:4])
+    (batch_id,) = run.provider_batches
+    batch = await client.batches.retrieve(batch_id)
+    files = {batch.input_file_id, batch.output_file_id, batch.error_file_id} - {None}
+    assert len(files) == 3
+
+    await run.adapter.release(run.handles[-1])
+    await run.adapter.release(run.handles[-1])  # a bridge that crashed in between calls again
+
+    remaining = {f.id async for f in client.files.list()}
+    assert not files & remaining

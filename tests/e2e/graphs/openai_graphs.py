@@ -24,7 +24,12 @@ def _bridge(
         retry_backoff_s=0, metadata={"test_bridge": name, **(metadata or {})}, **options
     )
     return Bridge(
-        submit=provider.submit, poll=provider.poll, name=name, max_batch_size=max_batch_size, **FAST
+        submit=provider.submit,
+        poll=provider.poll,
+        release=provider.release,
+        name=name,
+        max_batch_size=max_batch_size,
+        **FAST,
     )
 
 

@@ -1,0 +1,220 @@
+"""Many callers, one bridge, end to end, on `langgraph dev` or the PostgreSQL engine.
+
+Run:
+- `python benchmarks/bench_scale.py --engine dev --callers 50000 --one-batch` (50,000 requests
+  in one provider batch);
+- `python benchmarks/bench_scale.py --engine pg --callers 5000 --workers 1 --workers 2`
+  (scale-out).
+
+Each caller makes one `chat.completions.create` through `wrap_openai` and the `emu_bridge` of
+`bench_graphs.py` (the real `OpenAIBatch` adapter), against the offline emulator in this process
+(batches complete at once). With `--one-batch` the flush rule never fires on its own: once every
+caller waits, one forced flush sends all items as one batch. Reports: time until every caller
+waits (enqueue), the provider batch's life as the emulator saw it (input file uploaded to
+batch created: build and upload; batch complete to output fetched: parse and match), time
+until every caller was resumed (deliver), peak RSS of the server processes and, on
+PostgreSQL, store bytes and all bytes written (WAL) per item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from _report import machine, peak_rss_mb, start_callers, write_section
+from langgraph_sdk import get_client
+from rich.console import Console
+from rich.table import Table
+
+from batch_bridge import bridge_thread_id
+from batch_bridge.testing import Emulator, EmulatorServer
+from batch_bridge.testing.devserver import DevServer
+from batch_bridge.testing.prodengine import ProdEngine, ensure_prod_engine_installed
+
+HERE = Path(__file__).resolve().parent
+console = Console()
+GRAPHS = {name: f"bench_graphs.py:{name}" for name in ("emu_bridge", "emu_agent")}
+
+
+@contextlib.contextmanager
+def server(engine: str, workers: int, env: dict[str, str], jobs: int) -> Iterator[Any]:
+    with tempfile.TemporaryDirectory() as workdir:
+        if engine == "dev":
+            with DevServer(Path(workdir), GRAPHS, base_dir=HERE, env=env, jobs=jobs) as dev:
+                yield dev
+        else:
+            ensure_prod_engine_installed()
+            with ProdEngine(
+                Path(workdir), GRAPHS, workers=workers, env=env, jobs=jobs, base_dir=HERE
+            ) as pg:
+                yield pg
+
+
+def server_pids(running: Any) -> list[int]:
+    if isinstance(running, DevServer):
+        return [running.process.pid] if running.process else []
+    return [pid for pid in running.pids if pid is not None]
+
+
+def server_log(running: Any) -> str:
+    if isinstance(running, DevServer):
+        return running.log_path.read_text(errors="replace")
+    return "".join(running.log(i) for i in range(running.workers))
+
+
+def pg_bytes(running: Any) -> tuple[int, int] | None:
+    """(store table bytes, WAL position) of the engine's database."""
+    if not isinstance(running, ProdEngine):
+        return None
+    import psycopg
+
+    with psycopg.connect(running.database_uri) as conn:
+        row = conn.execute(
+            "select pg_total_relation_size('store'), "
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def run_callers(url: str, n: int, one_batch: bool) -> dict[str, float]:
+    client = get_client(url=url, timeout=60)
+    tag = f"scale-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    inputs = [{"item": f"q{i}"} for i in range(n)]
+    creating = asyncio.ensure_future(start_callers(client, "emu_agent", tag, inputs))
+    figures: dict[str, float] = {}
+    if one_batch:
+        while await client.threads.count(metadata={"bench": tag}, status="interrupted") < n:
+            await asyncio.sleep(0.5)
+        figures["enqueue_s"] = time.monotonic() - started
+        await client.runs.create(
+            bridge_thread_id("emu_bridge"),
+            "emu_bridge",
+            input={"flush": True},
+            multitask_strategy="enqueue",
+        )
+    last_log = 0.0
+    while (idle := await client.threads.count(metadata={"bench": tag}, status="idle")) < n:
+        if time.monotonic() - last_log > 15:
+            console.log(f"{idle}/{n} callers resumed")
+            last_log = time.monotonic()
+        await asyncio.sleep(0.5)
+    await creating
+    figures["total_s"] = time.monotonic() - started
+    figures["deliver_s"] = figures["total_s"] - figures.get("enqueue_s", 0.0)
+    return figures
+
+
+def provider_view(log_text: str) -> dict[str, float]:
+    """The adapter's own timings, logged by bench_graphs.py: the largest submit (build the
+    file, upload, create the batch) and the largest results poll (download, parse, match)."""
+    figures: dict[str, float] = {}
+    for kind, key in (("submit", "submit_s"), ("results", "results_s")):
+        found = [
+            (int(n), float(s))
+            for n, s in re.findall(rf"bench {kind} items=(\d+) s=([\d.]+)", log_text)
+        ]
+        if found:
+            figures[f"{kind}_batches"] = float(len(found))
+            figures["largest_batch"] = float(max(n for n, _ in found))
+            figures[key] = max(found)[1]
+    return figures
+
+
+@click.command()
+@click.option("--engine", type=click.Choice(["dev", "pg"]), default="dev")
+@click.option("--callers", type=int, default=5000)
+@click.option("--workers", "worker_counts", multiple=True, type=int, default=(1,))
+@click.option("--one-batch", is_flag=True, help="One forced flush once every caller waits.")
+@click.option("--jobs", type=int, default=10)
+def main(
+    engine: str, callers: int, worker_counts: tuple[int, ...], one_batch: bool, jobs: int
+) -> None:
+    rows = []
+    for workers in worker_counts:
+        emulator = Emulator(in_progress_s=0.0)
+        with EmulatorServer(emulator) as emu:
+            env = {
+                "OPENAI_BASE_URL": emu.base_url,
+                "OPENAI_API_KEY": "emulator",
+                "BENCH_MAX_BATCH_AGE_S": "86400" if one_batch else "1",
+                "BENCH_POLL_INTERVAL_S": "1",
+            }
+            with server(engine, workers, env, jobs) as running:
+                before = pg_bytes(running)
+                figures = asyncio.run(run_callers(running.url, callers, one_batch))
+                after = pg_bytes(running)
+                rss = [peak_rss_mb(pid) or 0.0 for pid in server_pids(running)]
+                figures |= provider_view(server_log(running))
+        figures["workers"] = workers
+        figures["peak_rss_mb"] = max(rss, default=0.0)
+        if before and after:
+            figures["store_b_per_item"] = (after[0] - before[0]) / callers
+            figures["wal_b_per_item"] = (after[1] - before[1]) / callers
+        rows.append(figures)
+        console.log(figures)
+    columns = [
+        ("workers", "workers", "{:.0f}"),
+        ("enqueue_s", "all waiting s", "{:.1f}"),
+        ("submit_s", "build + upload + create s", "{:.2f}"),
+        ("results_s", "download + parse + match s", "{:.2f}"),
+        ("deliver_s", "flush → all resumed s" if one_batch else "all resumed s", "{:.1f}"),
+        ("total_s", "total s", "{:.1f}"),
+        ("submit_batches", "provider batches", "{:.0f}"),
+        ("largest_batch", "largest batch", "{:.0f}"),
+        ("peak_rss_mb", "peak RSS MB (per process)", "{:.0f}"),
+        ("store_b_per_item", "store bytes/item", "{:.0f}"),
+        ("wal_b_per_item", "bytes written/item (WAL)", "{:.0f}"),
+    ]
+    shown = [c for c in columns if any(c[0] in r for r in rows)]
+    table = Table(*(title for _, title, _ in shown))
+    lines = [
+        "| " + " | ".join(title for _, title, _ in shown) + " |",
+        "|" + "---:|" * len(shown),
+    ]
+    for r in rows:
+        cells = [fmt.format(r[key]) if key in r else "" for key, _, fmt in shown]
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(rows) >= 2:
+        ratio = rows[0]["total_s"] / rows[-1]["total_s"]
+        lines += [
+            "",
+            f"Speed-up, {rows[-1]['workers']:.0f} workers against {rows[0]['workers']:.0f}: "
+            f"**{ratio:.2f}×**.",
+        ]
+    console.print(table)
+    name = f"scale-{engine}-{callers}{'-one' if one_batch else ''}"
+    command = (
+        f"python benchmarks/bench_scale.py --engine {engine} --callers {callers}"
+        + "".join(f" --workers {w}" for w in worker_counts)
+        + (" --one-batch" if one_batch else "")
+    )
+    engine_name = (
+        "`langgraph dev`" if engine == "dev" else "PostgreSQL + Redis, stock langgraph-api"
+    )
+    write_section(
+        name,
+        "\n".join(
+            [
+                f"## {callers:,} callers on {engine_name}",
+                "",
+                f"`{command}`; {machine()}.",
+                "",
+                *lines,
+            ]
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
