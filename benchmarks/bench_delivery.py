@@ -6,7 +6,9 @@ N callers wait on a bridge whose flush rule never fires on its own (instant in-p
 provider, `max_batch_age` one hour); once all N threads are interrupted and their items
 queued, one forced flush (`input={"flush": True}`) starts the clock, which stops when every
 caller is idle again. That span holds the owner check, the batch records, submit, poll and
-one resume run per caller: the bridge's whole per-item work, divided by N.
+one resume run per caller: the bridge's whole per-item work, divided by N. The floor does the
+same with N threads on a bare `interrupt()` node, resumed by this script: what the server
+itself costs per resume at that load.
 """
 
 from __future__ import annotations
@@ -30,62 +32,92 @@ HERE = Path(__file__).resolve().parent
 console = Console()
 
 
-async def measure(url: str, n: int) -> dict[str, float]:
+async def measure(url: str, n: int, kind: str) -> dict[str, float]:
+    """`kind` "bridge": one forced flush, then every caller resumed by the bridge; "floor":
+    the same threads on the `floor` graph, resumed by this script directly."""
     client = get_client(url=url)
-    tag = f"flat-{uuid.uuid4().hex[:8]}"
+    tag = f"flat-{kind}-{uuid.uuid4().hex[:8]}"
+    graph = "agent" if kind == "bridge" else "floor"
     started = time.monotonic()
-    await start_callers(client, "agent", tag, [{"item": f"{tag} {i}"} for i in range(n)])
+    threads = await start_callers(client, graph, tag, [{"item": f"{tag} {i}"} for i in range(n)])
     while await client.threads.count(metadata={"bench": tag}, status="interrupted") < n:
         await asyncio.sleep(0.2)
     queued_s = time.monotonic() - started
-    bridge = bridge_thread_id("bridge")
-    await client.runs.create(bridge, "bridge", input={"flush": True}, multitask_strategy="enqueue")
     flushed = time.monotonic()
+    if kind == "bridge":
+        await client.runs.create(
+            bridge_thread_id("bridge"),
+            "bridge",
+            input={"flush": True},
+            multitask_strategy="enqueue",
+        )
+    else:
+        gate = asyncio.Semaphore(20)
+
+        async def resume(thread_id: str) -> None:
+            async with gate:
+                await client.runs.create(thread_id, "floor", command={"resume": "ok"})
+
+        await asyncio.gather(*(resume(t) for t in threads))
     while await client.threads.count(metadata={"bench": tag}, status="idle") < n:
         await asyncio.sleep(0.1)
     spent = time.monotonic() - flushed
-    return {"n": n, "queued_s": queued_s, "bridge_s": spent, "per_item_ms": spent / n * 1000}
+    return {"n": n, "queued_s": queued_s, "spent_s": spent, "per_item_ms": spent / n * 1000}
 
 
 @click.command()
 @click.option("--items", "loads", multiple=True, type=int, default=(100, 10_000))
 @click.option("--jobs", type=int, default=10, help="--n-jobs-per-worker of langgraph dev")
 def main(loads: tuple[int, ...], jobs: int) -> None:
-    graphs = {"bridge": "bench_graphs.py:bridge", "agent": "bench_graphs.py:agent"}
+    graphs = {name: f"bench_graphs.py:{name}" for name in ("bridge", "agent", "floor")}
     env = {"BENCH_MAX_BATCH_AGE_S": "3600", "BENCH_POLL_INTERVAL_S": "0.5"}
-    rows = []
+    rows: list[tuple[dict[str, float], dict[str, float]]] = []
     with (
         tempfile.TemporaryDirectory() as workdir,
         DevServer(Path(workdir), graphs, base_dir=HERE, env=env, jobs=jobs) as server,
     ):
-        asyncio.run(measure(server.url, 20))  # warm-up
+        for kind in ("bridge", "floor"):
+            asyncio.run(measure(server.url, 20, kind))  # warm-up
         for n in loads:
-            rows.append(asyncio.run(measure(server.url, n)))
-            console.log(rows[-1])
+            bridge = asyncio.run(measure(server.url, n, "bridge"))
+            floor = asyncio.run(measure(server.url, n, "floor"))
+            rows.append((bridge, floor))
+            console.log({"bridge": bridge, "floor": floor})
         assert server.process is not None
         rss = peak_rss_mb(server.process.pid)
-    table = Table("queued items", "all queued s", "flush to all resumed s", "ms per item")
+    table = Table("queued items", "bridge: flush to all resumed s", "ms/item", "floor ms/item")
     lines = [
-        "## Flat delivery: bridge time per item against the load",
+        "## Flat delivery: time per item against the load",
         "",
         "`python benchmarks/bench_delivery.py"
         + "".join(f" --items {n}" for n in loads)
         + f"` on `langgraph dev --n-jobs-per-worker {jobs}`, instant in-process provider; "
-        f"{machine()}. Peak RSS of the server process: {rss or 0:.0f} MB.",
+        f"{machine()}. Peak RSS of the server process: {rss or 0:.0f} MB. *Bridge*: from one "
+        "forced flush of N queued items to N callers resumed. *Floor*: N threads interrupted "
+        "on a bare `interrupt()` node, resumed directly by the script.",
         "",
-        "| queued items | all queued s | forced flush to all resumed s | ms per item |",
-        "|---:|---:|---:|---:|",
+        "| queued items | bridge s | bridge ms/item | floor s | floor ms/item |",
+        "|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
+    for bridge, floor in rows:
         table.add_row(
-            str(r["n"]), f"{r['queued_s']:.1f}", f"{r['bridge_s']:.2f}", f"{r['per_item_ms']:.2f}"
+            str(bridge["n"]),
+            f"{bridge['spent_s']:.2f}",
+            f"{bridge['per_item_ms']:.2f}",
+            f"{floor['per_item_ms']:.2f}",
         )
         lines.append(
-            f"| {r['n']} | {r['queued_s']:.1f} | {r['bridge_s']:.2f} | {r['per_item_ms']:.2f} |"
+            f"| {bridge['n']} | {bridge['spent_s']:.2f} | {bridge['per_item_ms']:.2f} | "
+            f"{floor['spent_s']:.2f} | {floor['per_item_ms']:.2f} |"
         )
     if len(rows) >= 2:
-        ratio = rows[-1]["per_item_ms"] / rows[0]["per_item_ms"]
-        lines += ["", f"Per-item ratio, {rows[-1]['n']} against {rows[0]['n']}: **{ratio:.2f}**."]
+        (b0, f0), (b1, f1) = rows[0], rows[-1]
+        lines += [
+            "",
+            f"Per-item ratio, {b1['n']} against {b0['n']}: bridge "
+            f"**{b1['per_item_ms'] / b0['per_item_ms']:.2f}**, floor "
+            f"**{f1['per_item_ms'] / f0['per_item_ms']:.2f}**.",
+        ]
     console.print(table)
     write_section("delivery", "\n".join(lines))
 
