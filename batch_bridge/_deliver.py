@@ -17,7 +17,6 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from langgraph_sdk.errors import ConflictError, NotFoundError
@@ -29,6 +28,8 @@ from batch_bridge.errors import ConfigError
 log = logging.getLogger("batch_bridge")
 
 BUSY_RETRY_S = 1.0
+THREAD_PAGE = 100
+"""Caller threads read with one search, and their tries recorded with one write."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,28 +83,75 @@ class Deliverer:
         self.undeliverable = 0
 
     async def run(self, records: list[ItemRecord]) -> None:
+        """Deliver in pages of caller threads: one search reads a page of threads, one write
+        records every try of the page before its resumes go out, one write confirms them,
+        so the store work per item stays flat however many results wait."""
         self.now = time.time()  # a batch that ended mid-tick is due now, not at the tick's start
-        groups: dict[tuple[str | None, str], list[ItemRecord]] = defaultdict(list)
+        groups: dict[str | None, dict[str, list[ItemRecord]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
         for record in records:
             if record.next_attempt_at <= self.now:
-                groups[(record.resume_url, record.thread_id)].append(record)
-        jobs = [partial(self._thread, url, thread, rs) for (url, thread), rs in groups.items()]
-        await bounded(jobs, self.policy.concurrency)
+                groups[record.resume_url][record.thread_id].append(record)
+        for url, by_thread in groups.items():
+            ids = list(by_thread)
+            for start in range(0, len(ids), THREAD_PAGE):
+                page = {t: by_thread[t] for t in ids[start : start + THREAD_PAGE]}
+                try:
+                    await self._page(url, page)
+                except Exception:
+                    log.exception("delivery of a page of results failed; retried next tick")
 
-    async def _thread(self, url: str | None, thread_id: str, records: list[ItemRecord]) -> None:
+    async def _page(self, url: str | None, page: dict[str, list[ItemRecord]]) -> None:
         try:
             client = _client.callback_client(url)
         except ConfigError as exc:
-            await self._give_up(records, str(exc))
+            await self._give_up([r for rs in page.values() for r in rs], str(exc))
             return
         try:
-            thread = dict(await client.threads.get(thread_id))
-        except NotFoundError:
-            await self._give_up(records, f"caller thread {thread_id!r} no longer exists")
-            return
+            found = await client.threads.search(ids=list(page), limit=len(page))
         except Exception as exc:
-            await self._refused(records, f"could not read caller thread: {exc!r}")
+            await self._refused(
+                [r for rs in page.values() for r in rs], f"could not read caller threads: {exc!r}"
+            )
             return
+        threads = {t["thread_id"]: dict(t) for t in found}
+        ready: dict[str, list[tuple[str, ItemRecord]]] = {}
+        for thread_id, records in page.items():
+            thread = threads.get(thread_id)
+            if thread is None:
+                await self._give_up(records, f"caller thread {thread_id!r} no longer exists")
+                continue
+            matched = await self._match(thread_id, thread, records)
+            if matched:
+                ready[thread_id] = matched
+        if not ready:
+            return
+        tried = [record for matched in ready.values() for _, record in matched]
+        for record in tried:
+            record.attempts += 1
+            record.next_attempt_at = self.now + self._backoff(record.failures + 1)
+        await self.ledger.put_items(tried)  # every try counted before any resume is sent
+        gate = asyncio.Semaphore(self.policy.concurrency)
+
+        async def resume(thread_id: str, matched: list[tuple[str, ItemRecord]]) -> bool:
+            async with gate:
+                return await self._resume(client, thread_id, matched)
+
+        outcomes = await asyncio.gather(*(resume(t, m) for t, m in ready.items()))
+        await self._confirm(
+            [
+                r
+                for ok, matched in zip(outcomes, ready.values(), strict=True)
+                if ok
+                for _, r in matched
+            ]
+        )
+
+    async def _match(
+        self, thread_id: str, thread: dict[str, Any], records: list[ItemRecord]
+    ) -> list[tuple[str, ItemRecord]]:
+        """The records this thread waits on now, with their interrupt ids; settles the rest."""
         waiting = waiting_calls(thread)
         ready: list[tuple[str, ItemRecord]] = []
         later: list[ItemRecord] = []
@@ -130,17 +178,13 @@ class Deliverer:
                 )
         if later:
             await self._busy(later)
-        if ready:
-            await self._resume(client, thread_id, ready)
+        return ready
 
     async def _resume(
         self, client: Any, thread_id: str, ready: list[tuple[str, ItemRecord]]
-    ) -> None:
+    ) -> bool:
+        """Send one resume run; True when the platform took it (confirmed by the caller)."""
         records = [record for _, record in ready]
-        for record in records:
-            record.attempts += 1
-            record.next_attempt_at = self.now + self._backoff(record.failures + 1)
-        await self.ledger.put_items(records)
         answers = {i: {**(r.result or {}), "item_key": r.key} for i, r in ready}
         try:
             await _client.resume(client, thread_id, records[0].assistant_id, answers)
@@ -148,14 +192,14 @@ class Deliverer:
             for record in records:
                 record.attempts -= 1
             await self._busy(records)
-            return
+            return False
         except NotFoundError:
             await self._give_up(records, f"caller thread {thread_id!r} no longer exists")
-            return
+            return False
         except Exception as exc:
             await self._refused(records, f"resume refused: {exc!r}")
-            return
-        await self._confirm(records)
+            return False
+        return True
 
     def _backoff(self, failures: int) -> float:
         exponent = max(0, failures - 1)
@@ -165,6 +209,8 @@ class Deliverer:
         return self.now - (record.result_at or record.created_at) >= self.policy.horizon_s
 
     async def _confirm(self, records: list[ItemRecord]) -> None:
+        if not records:
+            return
         for record in records:
             record.status = "delivered"
             record.result = None
