@@ -276,6 +276,7 @@ class Tick:
         await self.finish(header, batch_failed(message, len(keys)))
 
     async def poll(self, header: BatchHeader) -> None:
+        await self.ledger.load_handle(header)
         try:
             result = await call_with_timeout(
                 self.rel.provider_timeout_s, self.provider.poll, header.handle
@@ -318,6 +319,7 @@ class Tick:
 
     async def _give_up(self, header: BatchHeader, reason: str) -> None:
         """Fail a batch for good, and stop it at the provider so it is not billed on."""
+        await self.ledger.load_handle(header)
         if self.provider.cancel is not None:
             try:
                 await call_with_timeout(

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+import orjson
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
 from batch_bridge import _trust
@@ -38,10 +39,11 @@ ItemStatus = Literal["queued", "batched", "result", "delivered", "undeliverable"
 BatchStatus = Literal["forming", "submitting", "submitted"]
 
 ITEMS, BATCHES, MEMBERS, META = "items", "batches", "members", "meta"
-ALIASES, QUARANTINE = "aliases", "quarantine"
+ALIASES, QUARANTINE, HANDLES = "aliases", "quarantine", "handles"
 ITEM_KIND = "batch_bridge.item"
 BATCH_KIND = "batch_bridge.batch"
 MEMBERS_KIND = "batch_bridge.members"
+HANDLE_KIND = "batch_bridge.handle"
 ALIAS_KIND = "batch_bridge.alias"
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -57,6 +59,10 @@ def _verified(value: Any) -> dict[str, Any]:
     if not _trust.verify(value):
         raise RecordError("its signature does not verify (forged, altered, or another secret)")
     return _trust.unsigned(value)
+
+
+def handle_digest(handle: Any) -> str:
+    return hashlib.sha256(orjson.dumps(handle, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def members_value(keys: list[str]) -> dict[str, Any]:
@@ -241,7 +247,10 @@ class BatchHeader:
     size: int
     created_at: float
     handle: Any = None
-    """What the user's submit returned (the provider's handle); what poll receives."""
+    """What the user's submit returned (the provider's handle); what poll receives. Stored
+    apart (`Ledger.load_handle`): it can be large, and the header is rewritten every poll."""
+    handle_digest: str | None = None
+    """Digest of the stored handle: the handle is written again only when it changed."""
     submit_attempts: int = 0
     not_before: float = 0.0
     submitted_at: float | None = None
@@ -252,6 +261,7 @@ class BatchHeader:
     def to_value(self) -> dict[str, Any]:
         """The signed store value."""
         value = dataclasses.asdict(self)
+        del value["handle"]
         value["kind"] = BATCH_KIND
         return _trust.sign(value)
 
@@ -270,6 +280,7 @@ class BatchHeader:
             size=_want(value, "size", int, False),
             created_at=float(_want(value, "created_at", number, False)),
             handle=value.get("handle"),
+            handle_digest=_want(value, "handle_digest", str, True),
             submit_attempts=_want(value, "submit_attempts", int, True) or 0,
             not_before=float(_want(value, "not_before", number, True) or 0.0),
             submitted_at=_want(value, "submitted_at", number, True),
@@ -356,11 +367,35 @@ class Ledger:
         return headers
 
     async def put_header(self, header: BatchHeader) -> None:
+        """Write the header, and before it the handle when it changed since last written."""
+        if header.handle is not None:
+            digest = handle_digest(header.handle)
+            if digest != header.handle_digest:
+                value = _trust.sign({"kind": HANDLE_KIND, "handle": header.handle})
+                await self.store.aput(self.ns(HANDLES), header.batch_id, value, index=False)
+                header.handle_digest = digest
         await self.store.aput(self.ns(BATCHES), header.batch_id, header.to_value(), index=False)
+
+    async def load_handle(self, header: BatchHeader) -> None:
+        """Read the handle of a header loaded from the store, before a provider call."""
+        if header.handle is not None or header.handle_digest is None:
+            return
+        stored = await self.store.aget(self.ns(HANDLES), header.batch_id)
+        if stored is None:
+            return
+        try:
+            body = _verified(stored.value)
+            if body.get("kind") != HANDLE_KIND or "handle" not in body:
+                raise RecordError("not a batch handle")
+        except RecordError as exc:
+            await self.quarantine(HANDLES, header.batch_id, stored.value, str(exc))
+            return
+        header.handle = body["handle"]
 
     async def delete_batch(self, batch_id: str) -> None:
         await self.store.adelete(self.ns(BATCHES), batch_id)
         await self.store.adelete(self.ns(MEMBERS), batch_id)
+        await self.store.adelete(self.ns(HANDLES), batch_id)
 
     async def put_members(self, batch_id: str, keys: list[str]) -> None:
         await self.store.aput(self.ns(MEMBERS), batch_id, members_value(keys), index=False)

@@ -8,6 +8,8 @@ from langgraph.store.memory import InMemoryStore
 from batch_bridge import ConfigError
 from batch_bridge._bridge import accepts_idempotency_key
 from batch_bridge._store import (
+    BATCHES,
+    HANDLES,
     ITEMS,
     QUARANTINE,
     BatchHeader,
@@ -77,7 +79,7 @@ def test_records_round_trip_and_refuse_what_the_bridge_never_writes():
     for forged in (good, {**r.to_value(), "result": {"ok": True, "value": "forged"}}, "x"):
         with pytest.raises(RecordError, match=r"signature|not a record"):
             ItemRecord.from_value("t1:i1", forged)
-    header = BatchHeader(batch_id="bb_1", status="submitted", size=3, created_at=1.0, handle={})
+    header = BatchHeader(batch_id="bb_1", status="submitted", size=3, created_at=1.0)
     assert BatchHeader.from_value("bb_1", header.to_value()) == header
     with pytest.raises(RecordError):
         BatchHeader.from_value("bb_2", header.to_value())
@@ -156,3 +158,33 @@ def test_idempotency_key_is_detected_from_the_signature():
 
     assert not accepts_idempotency_key(plain)
     assert accepts_idempotency_key(keyed) and accepts_idempotency_key(loose)
+
+
+async def test_handles_are_stored_apart_and_written_only_when_they_change():
+    store = InMemoryStore()
+    ledger = Ledger(store, "bridge")
+    handle = {"parts": [{"ids": list(range(5000))}]}
+    header = BatchHeader(batch_id="bb_1", status="submitted", size=5000, created_at=1.0)
+    header.handle = handle
+    await ledger.put_header(header)
+    first = await store.aget(ledger.ns(HANDLES), "bb_1")
+    header.next_poll_at = 5.0  # a poll that changed nothing but the schedule
+    await ledger.put_header(header)
+    assert (await store.aget(ledger.ns(HANDLES), "bb_1")).updated_at == first.updated_at
+    stored_header = await store.aget(ledger.ns(BATCHES), "bb_1")
+    assert "handle" not in stored_header.value and len(str(stored_header.value)) < 1000
+
+    (loaded,) = await ledger.headers()
+    assert loaded.handle is None
+    await ledger.load_handle(loaded)
+    assert loaded.handle == handle
+    loaded.handle = {"parts": []}  # the provider moved on: written again
+    await ledger.put_header(loaded)
+    assert (await store.aget(ledger.ns(HANDLES), "bb_1")).value != first.value
+
+    await store.aput(ledger.ns(HANDLES), "bb_1", {"kind": "batch_bridge.handle", "handle": {}})
+    (forged,) = await ledger.headers()
+    await ledger.load_handle(forged)
+    assert forged.handle is None and ledger.quarantined == 1
+    await ledger.delete_batch("bb_1")
+    assert await store.aget(ledger.ns(HANDLES), "bb_1") is None
