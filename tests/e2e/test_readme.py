@@ -3,7 +3,9 @@
 A block is preceded by a marker saying how to judge it:
 `<!-- readme-test: exits -->` (runs from the repository root and exits 0),
 `<!-- readme-test: serves URL -->` (starts something that must answer URL, then is stopped),
-`<!-- readme-test: in-ci -->` (each line is run verbatim by `.ci/run`, which CI executes).
+`<!-- readme-test: in-ci -->` (each line is run verbatim by `.ci/run`, which CI executes),
+`<!-- readme-test: options -->` (long commands such as benchmarks: each line, its comment
+dropped, is run with `--help` appended and must exit 0, so the script and its options exist).
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ def test_readme_block(how: str, code: str, tmp_path: Path) -> None:
             ["bash", "-c", code], cwd=ROOT, env=shell_env(), capture_output=True, timeout=600
         )
         assert done.returncode == 0, done.stdout.decode()[-3000:] + done.stderr.decode()[-3000:]
+    elif how == "options":
+        for line in code.strip().splitlines():
+            command = line.split("#", 1)[0].strip() + " --help"
+            done = subprocess.run(
+                ["bash", "-c", command], cwd=ROOT, env=shell_env(), capture_output=True, timeout=60
+            )
+            assert done.returncode == 0, command + "\n" + done.stderr.decode()[-3000:]
     elif how.startswith("serves "):
         serve(code, how.removeprefix("serves ").strip(), tmp_path / "block.log")
     else:
