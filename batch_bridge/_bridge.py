@@ -57,7 +57,10 @@ FOLLOW_EVERY_S = 1.0
 REFLUSH_EVERY_S = 5.0
 IN_TICK_WAIT_S = 2.0
 """Work due within this many seconds is taken by the running tick's next pass, not a new run."""
-MAX_PASSES = 10
+MAX_PASSES = 20
+"""Passes per run (each a superstep; LangGraph's default recursion limit is 25)."""
+LINGER_S = 0.25
+"""After a pass that submitted or delivered, the run looks again this soon before it ends."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -498,6 +501,10 @@ class Tick:
         remaining, last_flushed, delay, soon = await self._pass(
             bool(state.get("flush")), last_flushed
         )
+        if soon is None and (self.counts["items_submitted"] or self.deliverer.delivered):
+            # Mid-burst: more callers are likely on their way. A run that ends now would be
+            # restarted behind their runs in the platform's first-in-first-out queue.
+            soon = LINGER_S
         again = (
             soon is not None
             and soon <= IN_TICK_WAIT_S

@@ -70,14 +70,15 @@ async def round_(url: str, kind: str, n: int) -> float:
 @click.option("--callers", "loads", multiple=True, type=int, default=(200, 2000))
 @click.option("--pairs", type=int, default=3)
 @click.option("--jobs", type=int, default=10, help="--n-jobs-per-worker of langgraph dev")
-def main(loads: tuple[int, ...], pairs: int, jobs: int) -> None:
+@click.option("--max-batch-age", "age", type=float, default=0.2, help="The bridge's, in seconds.")
+def main(loads: tuple[int, ...], pairs: int, jobs: int, age: float) -> None:
     emulator = EmulatorServer(Emulator(in_progress_s=0.0)).start()
     graphs = {name: f"bench_graphs.py:{name}" for name in ("emu_bridge", "emu_agent", "floor")}
     env = {
         "OPENAI_BASE_URL": emulator.base_url,
         "OPENAI_API_KEY": "emulator",
-        "BENCH_MAX_BATCH_AGE_S": "0.5",
-        "BENCH_POLL_INTERVAL_S": "0.5",
+        "BENCH_MAX_BATCH_AGE_S": str(age),
+        "BENCH_POLL_INTERVAL_S": str(age),
     }
     rows: list[dict[str, Any]] = []
     with (
@@ -114,7 +115,8 @@ def main(loads: tuple[int, ...], pairs: int, jobs: int) -> None:
         "",
         f"`python benchmarks/bench_overhead.py --pairs {pairs}"
         + "".join(f" --callers {n}" for n in loads)
-        + f" --jobs {jobs}` on `langgraph dev --n-jobs-per-worker {jobs}`; {machine()}.",
+        + f" --jobs {jobs} --max-batch-age {age:g}` on `langgraph dev --n-jobs-per-worker "
+        f"{jobs}`, the bridge flushing after {age:g} s and polling every {age:g} s; {machine()}.",
         "",
         "| callers | floor s (median) | bridge s (median) | bridge/floor per pair | median |",
         "|---:|---:|---:|---|---:|",
