@@ -72,19 +72,24 @@ def main(loads: tuple[int, ...], jobs: int) -> None:
     graphs = {name: f"bench_graphs.py:{name}" for name in ("bridge", "agent", "floor")}
     env = {"BENCH_MAX_BATCH_AGE_S": "3600", "BENCH_POLL_INTERVAL_S": "0.5"}
     rows: list[tuple[dict[str, float], dict[str, float]]] = []
-    with (
-        tempfile.TemporaryDirectory() as workdir,
-        DevServer(Path(workdir), graphs, base_dir=HERE, env=env, jobs=jobs) as server,
-    ):
-        for kind in ("bridge", "floor"):
+    rss = 0.0
+
+    def fresh(n: int, kind: str) -> dict[str, float]:
+        """On a server of its own: the in-memory runtime slows as runs pile up."""
+        nonlocal rss
+        with (
+            tempfile.TemporaryDirectory() as workdir,
+            DevServer(Path(workdir), graphs, base_dir=HERE, env=env, jobs=jobs) as server,
+        ):
             asyncio.run(measure(server.url, 20, kind))  # warm-up
-        for n in loads:
-            bridge = asyncio.run(measure(server.url, n, "bridge"))
-            floor = asyncio.run(measure(server.url, n, "floor"))
-            rows.append((bridge, floor))
-            console.log({"bridge": bridge, "floor": floor})
-        assert server.process is not None
-        rss = peak_rss_mb(server.process.pid)
+            figures = asyncio.run(measure(server.url, n, kind))
+            assert server.process is not None
+            rss = max(rss, peak_rss_mb(server.process.pid) or 0.0)
+            return figures
+
+    for n in loads:
+        rows.append((fresh(n, "bridge"), fresh(n, "floor")))
+        console.log({"bridge": rows[-1][0], "floor": rows[-1][1]})
     table = Table("queued items", "bridge: flush to all resumed s", "ms/item", "floor ms/item")
     lines = [
         "## Flat delivery: time per item against the load",
@@ -92,9 +97,9 @@ def main(loads: tuple[int, ...], jobs: int) -> None:
         "`python benchmarks/bench_delivery.py"
         + "".join(f" --items {n}" for n in loads)
         + f"` on `langgraph dev --n-jobs-per-worker {jobs}`, instant in-process provider; "
-        f"{machine()}. Peak RSS of the server process: {rss or 0:.0f} MB. *Bridge*: from one "
-        "forced flush of N queued items to N callers resumed. *Floor*: N threads interrupted "
-        "on a bare `interrupt()` node, resumed directly by the script.",
+        f"{machine()}; a fresh server per measure. Peak RSS of the server: {rss:.0f} MB. "
+        "*Bridge*: from one forced flush of N queued items to N callers resumed. "
+        "*Floor*: N threads interrupted on a bare `interrupt()` node, resumed by the script.",
         "",
         "| queued items | bridge s | bridge ms/item | floor s | floor ms/item |",
         "|---:|---:|---:|---:|---:|",

@@ -8,7 +8,8 @@ directly (`Command(resume=...)`) as soon as it sees it: the least any interrupt-
 design can cost on this server. *Bridge*: each node makes one `chat.completions.create`
 through `wrap_openai` and the bridge, whose `OpenAIBatch` adapter talks to the offline
 emulator (batches complete at once). Rounds are interleaved (floor, bridge, then bridge,
-floor, ...) after a warm-up, and the ratio is taken per pair; the median is reported.
+floor, ...), each on a fresh server after a warm-up (the in-memory runtime slows as runs pile
+up), and the ratio is taken per pair; the median is reported.
 """
 
 from __future__ import annotations
@@ -81,33 +82,37 @@ def main(loads: tuple[int, ...], pairs: int, jobs: int, age: float) -> None:
         "BENCH_POLL_INTERVAL_S": str(age),
     }
     rows: list[dict[str, Any]] = []
-    with (
-        tempfile.TemporaryDirectory() as workdir,
-        DevServer(Path(workdir), graphs, base_dir=HERE, env=env, jobs=jobs) as server,
-    ):
-        for kind in ("floor", "bridge"):  # warm-up: imports, first batch, caches
-            asyncio.run(round_(server.url, kind, 20))
-        for n in loads:
-            floors, bridges = [], []
-            for pair in range(pairs):
-                order = ("floor", "bridge") if pair % 2 == 0 else ("bridge", "floor")
-                took = {kind: asyncio.run(round_(server.url, kind, n)) for kind in order}
-                floors.append(took["floor"])
-                bridges.append(took["bridge"])
-                console.log(
-                    f"N={n} pair {pair + 1}: floor {took['floor']:.2f}s, "
-                    f"bridge {took['bridge']:.2f}s"
-                )
-            ratios = [b / f for b, f in zip(bridges, floors, strict=True)]
-            rows.append(
-                {
-                    "n": n,
-                    "floor": statistics.median(floors),
-                    "bridge": statistics.median(bridges),
-                    "ratios": ratios,
-                    "median": statistics.median(ratios),
-                }
+
+    def fresh_round(kind: str, n: int) -> float:
+        """One round on a server of its own: `langgraph dev`'s in-memory runtime scans every
+        run it ever held on each run operation, so a shared server slows round after round."""
+        with (
+            tempfile.TemporaryDirectory() as workdir,
+            DevServer(Path(workdir), graphs, base_dir=HERE, env=env, jobs=jobs) as server,
+        ):
+            asyncio.run(round_(server.url, kind, 20))  # warm-up: imports, first batch, caches
+            return asyncio.run(round_(server.url, kind, n))
+
+    for n in loads:
+        floors, bridges = [], []
+        for pair in range(pairs):
+            order = ("floor", "bridge") if pair % 2 == 0 else ("bridge", "floor")
+            took = {kind: fresh_round(kind, n) for kind in order}
+            floors.append(took["floor"])
+            bridges.append(took["bridge"])
+            console.log(
+                f"N={n} pair {pair + 1}: floor {took['floor']:.2f}s, bridge {took['bridge']:.2f}s"
             )
+        ratios = [b / f for b, f in zip(bridges, floors, strict=True)]
+        rows.append(
+            {
+                "n": n,
+                "floor": statistics.median(floors),
+                "bridge": statistics.median(bridges),
+                "ratios": ratios,
+                "median": statistics.median(ratios),
+            }
+        )
     emulator.stop()
     table = Table("callers", "floor s (median)", "bridge s (median)", "ratio per pair", "median")
     lines = [
@@ -116,7 +121,8 @@ def main(loads: tuple[int, ...], pairs: int, jobs: int, age: float) -> None:
         f"`python benchmarks/bench_overhead.py --pairs {pairs}"
         + "".join(f" --callers {n}" for n in loads)
         + f" --jobs {jobs} --max-batch-age {age:g}` on `langgraph dev --n-jobs-per-worker "
-        f"{jobs}`, the bridge flushing after {age:g} s and polling every {age:g} s; {machine()}.",
+        f"{jobs}` (a fresh server per round, warmed up with 20 callers), the bridge flushing "
+        f"after {age:g} s and polling every {age:g} s; {machine()}.",
         "",
         "| callers | floor s (median) | bridge s (median) | bridge/floor per pair | median |",
         "|---:|---:|---:|---|---:|",
