@@ -63,6 +63,14 @@ LINGER_S = 0.25
 """After a pass that submitted or delivered, the run looks again this soon before it ends."""
 
 
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """What the tick last saw of its queue: how many items, and when the oldest arrived."""
+
+    count: int = 0
+    oldest_at: float | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reliability:
     """How long the bridge keeps trying before it gives up, and on what."""
@@ -95,6 +103,8 @@ class BridgeState(TypedDict, total=False):
 
     flush: bool
     pending: int
+    """Queued items when the tick last read the queue (at least that many)."""
+    oldest_pending_at: float | None
     oldest_pending_age_s: float | None
     in_flight: list[dict[str, Any]]
     delivering: int
@@ -184,7 +194,12 @@ class Tick:
     """One pass of the bridge; built per run, holding that run's store and counters."""
 
     def __init__(
-        self, bridge: str, provider: Provider, policy: FlushPolicy, reliability: Reliability
+        self,
+        bridge: str,
+        provider: Provider,
+        policy: FlushPolicy,
+        reliability: Reliability,
+        queue: QueueView | None = None,
     ):
         self.bridge = bridge
         self.provider = provider
@@ -196,6 +211,7 @@ class Tick:
         self.counts: dict[str, int] = defaultdict(int)
         self.deliverer = Deliverer(self.ledger, reliability.delivery)
         self.deferred = 0
+        self.queue = queue or QueueView()
         self.last_error: str | None = None
 
     # -- batches ---------------------------------------------------------------------------
@@ -364,8 +380,8 @@ class Tick:
         except Exception as exc:
             log.warning("release of batch %s failed: %s", header.batch_id, _describe(exc))
 
-    async def _awaited(self, queued: list[ItemRecord]) -> tuple[list[ItemRecord], int]:
-        """The queued items whose caller thread waits on them, and how many to look at again.
+    async def _awaited(self, queued: list[ItemRecord]) -> tuple[list[ItemRecord], list[ItemRecord]]:
+        """The queued items whose caller thread waits on them, and those to look at again.
 
         Only those are worth money: a record for a thread that does not wait on it (forged,
         replayed after its item was done, or left by a run that failed since) is quarantined
@@ -375,7 +391,7 @@ class Tick:
         for record in queued:
             by_url[record.resume_url].append(record)
         ready: list[ItemRecord] = []
-        deferred = 0
+        later: list[ItemRecord] = []
         for url, records in by_url.items():
             try:
                 client = _client.callback_client(url)
@@ -392,7 +408,7 @@ class Tick:
                         threads[found["thread_id"]] = dict(found)
             except Exception as exc:
                 log.warning("could not read caller threads at %s: %r; later", url, exc)
-                deferred += len(records)
+                later += records
                 continue
             for record in records:
                 seen = threads.get(record.thread_id)
@@ -400,22 +416,41 @@ class Tick:
                 if waiting.get(record.key, ("", None))[1] == record.digest:
                     ready.append(record)
                 elif seen is not None and seen.get("status") == "busy":
-                    deferred += 1
+                    later.append(record)
                 else:
                     state = "gone" if seen is None else f"{seen.get('status')!r}"
                     await self.reject(
                         record, f"caller thread {record.thread_id!r} ({state}) does not wait on it"
                     )
-        return ready, deferred
+        return ready, later
 
     async def reject(self, record: ItemRecord, reason: str) -> None:
         """Never act on a record: move it aside and count it."""
         await self.ledger.quarantine(ITEMS, record.key, record.to_value(), reason)
 
-    async def flush(self, force: bool, last_flushed_at: float) -> tuple[list[ItemRecord], bool]:
-        """Turn queued items into batches; returns the items still queued and if it flushed."""
+    async def _must_read_queue(self, force: bool) -> bool:
+        """Whether this pass reads every queued record, or knows without it that no flush is due.
+
+        A read costs O(queue) (every payload, every signature), so a tick that read a large
+        queue on each pass while tens of thousands of callers enqueue would be quadratic.
+        Above `read_queue_up_to` items the last look is enough: only the tick takes items out
+        of the queue, so its count is a lower bound and its oldest item is at least as old
+        as the real one. A custom rule needs every payload, so it always reads.
+        """
+        seen, policy = self.queue, self.policy
+        if force or policy.should_flush is not None or seen.count <= policy.read_queue_up_to:
+            return True
+        age = policy.max_batch_age_s
+        if age is not None and seen.oldest_at is not None and self.now >= seen.oldest_at + age:
+            return True
+        return await self.ledger.queued_at_least(policy.max_batch_size)
+
+    async def flush(self, force: bool, last_flushed_at: float) -> bool:
+        """Turn queued items into batches (`self.queue` then counts what is left); returns
+        whether it flushed."""
+        if not await self._must_read_queue(force):
+            return False
         queued = sorted(await self.ledger.items("queued"), key=lambda r: r.created_at)
-        queued, self.deferred = await self._awaited(queued) if queued else ([], 0)
         chunks = plan_flush(
             queued,
             payloads=[r.item for r in queued],
@@ -425,6 +460,12 @@ class Tick:
             policy=self.policy,
             force=force,
         )
+        chosen = [r for chunk in chunks for r in chunk]
+        # Only items about to cost money are checked against their caller's thread.
+        ready, later = await self._awaited(chosen) if chosen else ([], [])
+        self.deferred = len(later)
+        size = self.policy.max_batch_size
+        chunks = [ready[i : i + size] for i in range(0, len(ready), size)]
         headers = []
         for chunk in chunks:
             header = BatchHeader(
@@ -442,8 +483,10 @@ class Tick:
             await self.ledger.put_header(header)
             headers.append(header)
         await bounded([partial(self.submit, h) for h in headers], self.rel.concurrency)
-        taken = {r.key for chunk in chunks for r in chunk}
-        return [r for r in queued if r.key not in taken], bool(chunks)
+        rejected = {r.key for r in chosen} - {r.key for r in ready + later}
+        left = [r for r in queued if r.status == "queued" and r.key not in rejected]
+        self.queue = QueueView(len(left), left[0].created_at if left else None)
+        return bool(chunks)
 
     # -- the tick --------------------------------------------------------------------------
 
@@ -498,9 +541,7 @@ class Tick:
         passes = state.get("run_passes", 0) + 1 if state.get("run_id") == run_id else 1
         await self._sweep_orphans()  # first: the store is at rest between ticks
         last_flushed = state.get("last_flushed_at") or self.now
-        remaining, last_flushed, delay, soon = await self._pass(
-            bool(state.get("flush")), last_flushed
-        )
+        last_flushed, delay, soon = await self._pass(bool(state.get("flush")), last_flushed)
         if soon is None and (self.counts["items_submitted"] or self.deliverer.delivered):
             # Mid-burst: more callers are likely on their way. A run that ends now would be
             # restarted behind their runs in the platform's first-in-first-out queue.
@@ -515,7 +556,7 @@ class Tick:
         in_flight = await self.ledger.headers()
         results = await self.ledger.items("result")
         undeliverable = len(await self.ledger.search(ITEMS, {"status": "undeliverable"}))
-        oldest = remaining[0].created_at if remaining else None
+        oldest = self.queue.oldest_at
         if again:
             delay = None  # the next pass of this run, not a new run
         elif delay is None:
@@ -530,7 +571,8 @@ class Tick:
             await self._mark("scheduled", time.time() + delay)
         summary: BridgeState = {
             "flush": False,
-            "pending": len(remaining) + self.deferred,
+            "pending": self.queue.count,
+            "oldest_pending_at": oldest,
             "oldest_pending_age_s": None if oldest is None else round(self.now - oldest, 3),
             "in_flight": [
                 {
@@ -570,17 +612,17 @@ class Tick:
 
     async def _pass(
         self, force: bool, last_flushed: float
-    ) -> tuple[list[ItemRecord], float, float | None, float | None]:
+    ) -> tuple[float, float | None, float | None]:
         """One pass: finish forming batches, call the provider, flush, deliver.
 
-        Returns the items still queued, when the bridge last flushed, the seconds until the
+        Returns when the bridge last flushed, the seconds until the
         bridge should look again (None: nothing left to do), and until work is surely due
         (a poll, a delivery, a batch old enough; not a custom flush rule's re-check)."""
         headers = await self.ledger.headers()
         # A batch a killed tick left forming claims its items before anything reads the queue.
         forming = [partial(self.form, h) for h in headers if h.status == "forming"]
         await bounded(forming, self.rel.concurrency)
-        remaining, flushed_at = await self._drive(headers, force, last_flushed)
+        flushed_at = await self._drive(headers, force, last_flushed)
         last_flushed = flushed_at or last_flushed
         await self.deliverer.run(await self.ledger.items("result"))
 
@@ -591,19 +633,19 @@ class Tick:
         due += [r.next_attempt_at for r in await self.ledger.items("result")]
         if self.deferred:
             due.append(time.time() + 1.0)
-        oldest = remaining[0].created_at if remaining else None
+        oldest = self.queue.oldest_at
         now = time.time()
         delay = next_check_in(
-            has_pending=bool(remaining),
+            has_pending=bool(self.queue.count),
             oldest_at=oldest,
             due_times=due,
             now=now,
             policy=self.policy,
         )
-        if remaining and self.policy.max_batch_age_s is not None and oldest is not None:
+        if self.queue.count and self.policy.max_batch_age_s is not None and oldest is not None:
             due.append(oldest + self.policy.max_batch_age_s)
         soon = max(0.0, min(due) - now) if due else None
-        return remaining, last_flushed, delay, soon
+        return last_flushed, delay, soon
 
     def _due(self, header: BatchHeader, now: float) -> Callable[[], Awaitable[None]] | None:
         if header.status == "submitting" and header.not_before <= now:
@@ -614,13 +656,13 @@ class Tick:
 
     async def _drive(
         self, headers: list[BatchHeader], force: bool, last_flushed_at: float
-    ) -> tuple[list[ItemRecord], float | None]:
+    ) -> float | None:
         """Flush, and call the provider for every batch that falls due while calls are out.
 
         A provider call that hangs holds only its own batch: until the slowest call of this
         tick returns (at most `provider_timeout`), batches that fall due are polled and
-        delivered as each ends, and new items are flushed. Returns the items still queued and
-        when this tick last flushed.
+        delivered as each ends, and new items are flushed. Returns when this tick last
+        flushed.
         """
         gate = asyncio.Semaphore(self.rel.concurrency)
         calls: dict[str, asyncio.Future[None]] = {}
@@ -636,7 +678,7 @@ class Tick:
         start_due(headers)
         flushed_at: float | None = None
         try:
-            remaining, flushed = await self.flush(force, last_flushed_at)
+            flushed = await self.flush(force, last_flushed_at)
             flushed_at = self.now if flushed else None
             flush_checked = time.monotonic()
             if flushed:
@@ -647,13 +689,13 @@ class Tick:
                     continue
                 self.now = time.time()
                 if time.monotonic() - flush_checked >= REFLUSH_EVERY_S:
-                    remaining, flushed = await self.flush(False, flushed_at or last_flushed_at)
+                    flushed = await self.flush(False, flushed_at or last_flushed_at)
                     flushed_at = self.now if flushed else flushed_at
                     flush_checked = time.monotonic()
                 start_due(await self.ledger.headers())
         finally:
             await asyncio.gather(*calls.values())
-        return remaining, flushed_at
+        return flushed_at
 
     async def _sweep_orphans(self) -> None:
         """Items marked for a batch that no longer exists go back to the queue.
@@ -715,7 +757,8 @@ def build_bridge_graph(
             or config.get("metadata", {}).get("run_id")
             or ""
         )
-        work = Tick(bridge, provider, policy, reliability).run(state, run_id)
+        seen = QueueView(int(state.get("pending") or 0), state.get("oldest_pending_at"))
+        work = Tick(bridge, provider, policy, reliability, seen).run(state, run_id)
         return await _client.as_deployment(work)
 
     def next_pass(state: BridgeState) -> str:

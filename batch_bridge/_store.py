@@ -328,6 +328,13 @@ class Ledger:
                 records.append(record)
         return records
 
+    async def queued_at_least(self, n: int) -> bool:
+        """Whether `n` or more items are queued, without reading them (the store counts)."""
+        found = await self.store.asearch(
+            self.ns(ITEMS), filter={"status": "queued"}, limit=1, offset=max(0, n - 1)
+        )
+        return bool(found)
+
     async def get_items(self, keys: Sequence[str]) -> dict[str, ItemRecord]:
         """Many records in one store round trip per page; malformed ones are quarantined."""
         found: dict[str, ItemRecord] = {}

@@ -68,6 +68,9 @@ class FlushPolicy:
     """Custom rule; flushes everything pending when it returns True."""
     poll_interval_s: float = 30.0
     """Seconds between two polls of a running batch, and between two checks of the queue."""
+    read_queue_up_to: int = 1000
+    """Up to this many queued items every pass reads the whole queue; above, a pass reads
+    it only when a flush may be due (reading is O(queue): every payload and signature)."""
 
     @classmethod
     def coerce(

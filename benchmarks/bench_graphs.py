@@ -2,19 +2,21 @@
 
 `bridge` / `agent`: an instant in-process echo provider, so figures measure the bridge alone.
 `emu_bridge` / `emu_agent`: the real `OpenAIBatch` adapter against the offline emulator
-(`OPENAI_BASE_URL`), one `chat.completions.create` per caller.
+(`OPENAI_BASE_URL`), one `chat.completions.create` per caller; `emu_fanout`: one per item of
+`items`, all in parallel (`Send`), so one thread can carry many requests.
 `floor`: the platform's own cost of the same shape: one interrupt, resumed by the driver.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import START, StateGraph
-from langgraph.types import interrupt
+from langgraph.types import Send, interrupt
 
 from batch_bridge import Bridge, wait
 from batch_bridge.providers.openai import OpenAIBatch, wrap_openai
@@ -73,6 +75,8 @@ _llm = wrap_openai(batcher="emu_bridge")
 class State(TypedDict, total=False):
     item: str
     result: Any
+    items: list[str]
+    results: Annotated[list[Any], operator.add]
 
 
 async def ask(state: State) -> State:
@@ -86,10 +90,21 @@ async def ask_model(state: State) -> State:
     return {"result": completion.choices[0].message.content}
 
 
+def fan_out(state: State) -> list[Send]:
+    return [Send("ask_one", {"item": item}) for item in state["items"]]
+
+
+async def ask_one(state: State) -> State:
+    return {"results": [(await ask_model(state))["result"]]}
+
+
 async def pause(state: State) -> State:
     return {"result": interrupt({"item": state["item"]})}
 
 
 agent = StateGraph(State).add_node(ask).add_edge(START, "ask").compile()
 emu_agent = StateGraph(State).add_node(ask_model).add_edge(START, "ask_model").compile()
+emu_fanout = (
+    StateGraph(State).add_node(ask_one).add_conditional_edges(START, fan_out, ["ask_one"]).compile()
+)
 floor = StateGraph(State).add_node(pause).add_edge(START, "pause").compile()

@@ -4,7 +4,10 @@ Run:
 - `python benchmarks/bench_scale.py --engine dev --callers 50000 --one-batch` (50,000 requests
   in one provider batch);
 - `python benchmarks/bench_scale.py --engine pg --callers 5000 --workers 1 --workers 2`
-  (scale-out).
+  (scale-out);
+- `python benchmarks/bench_scale.py --engine pg --callers 500 --per-thread 100 --one-batch`
+  (50,000 requests from 500 threads, each making 100 calls in parallel: the bridge's work per
+  request is the same, the platform's per-thread runs are a hundred times fewer).
 
 Each caller makes one `chat.completions.create` through `wrap_openai` and the `emu_bridge` of
 `bench_graphs.py` (the real `OpenAIBatch` adapter), against the offline emulator in this process
@@ -41,7 +44,7 @@ from batch_bridge.testing.prodengine import ProdEngine, ensure_prod_engine_insta
 
 HERE = Path(__file__).resolve().parent
 console = Console()
-GRAPHS = {name: f"bench_graphs.py:{name}" for name in ("emu_bridge", "emu_agent")}
+GRAPHS = {name: f"bench_graphs.py:{name}" for name in ("emu_bridge", "emu_agent", "emu_fanout")}
 
 
 @contextlib.contextmanager
@@ -85,12 +88,16 @@ def pg_bytes(running: Any) -> tuple[int, int] | None:
     return int(row[0]), int(row[1])
 
 
-async def run_callers(url: str, n: int, one_batch: bool) -> dict[str, float]:
+async def run_callers(url: str, n: int, per_thread: int, one_batch: bool) -> dict[str, float]:
     client = get_client(url=url, timeout=60)
     tag = f"scale-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
-    inputs = [{"item": f"q{i}"} for i in range(n)]
-    creating = asyncio.ensure_future(start_callers(client, "emu_agent", tag, inputs))
+    if per_thread == 1:
+        graph, inputs = "emu_agent", [{"item": f"q{i}"} for i in range(n)]
+    else:
+        graph = "emu_fanout"
+        inputs = [{"items": [f"q{i}.{j}" for j in range(per_thread)]} for i in range(n)]
+    creating = asyncio.ensure_future(start_callers(client, graph, tag, inputs))
     figures: dict[str, float] = {}
     if one_batch:
         while await client.threads.count(metadata={"bench": tag}, status="interrupted") < n:
@@ -134,11 +141,20 @@ def provider_view(log_text: str) -> dict[str, float]:
 @click.option("--engine", type=click.Choice(["dev", "pg"]), default="dev")
 @click.option("--callers", type=int, default=5000)
 @click.option("--workers", "worker_counts", multiple=True, type=int, default=(1,))
+@click.option(
+    "--per-thread", type=int, default=1, help="Requests per caller thread, made in parallel."
+)
 @click.option("--one-batch", is_flag=True, help="One forced flush once every caller waits.")
 @click.option("--jobs", type=int, default=10)
 def main(
-    engine: str, callers: int, worker_counts: tuple[int, ...], one_batch: bool, jobs: int
+    engine: str,
+    callers: int,
+    per_thread: int,
+    worker_counts: tuple[int, ...],
+    one_batch: bool,
+    jobs: int,
 ) -> None:
+    requests = callers * per_thread
     rows = []
     for workers in worker_counts:
         emulator = Emulator(in_progress_s=0.0)
@@ -151,15 +167,15 @@ def main(
             }
             with server(engine, workers, env, jobs) as running:
                 before = pg_bytes(running)
-                figures = asyncio.run(run_callers(running.url, callers, one_batch))
+                figures = asyncio.run(run_callers(running.url, callers, per_thread, one_batch))
                 after = pg_bytes(running)
                 rss = [peak_rss_mb(pid) or 0.0 for pid in server_pids(running)]
                 figures |= provider_view(server_log(running))
         figures["workers"] = workers
         figures["peak_rss_mb"] = max(rss, default=0.0)
         if before and after:
-            figures["store_b_per_item"] = (after[0] - before[0]) / callers
-            figures["wal_b_per_item"] = (after[1] - before[1]) / callers
+            figures["store_b_per_item"] = (after[0] - before[0]) / requests
+            figures["wal_b_per_item"] = (after[1] - before[1]) / requests
         rows.append(figures)
         console.log(figures)
     columns = [
@@ -193,9 +209,11 @@ def main(
             f"**{ratio:.2f}×**.",
         ]
     console.print(table)
-    name = f"scale-{engine}-{callers}{'-one' if one_batch else ''}"
+    shape = f"{callers}" if per_thread == 1 else f"{callers}x{per_thread}"
+    name = f"scale-{engine}-{shape}{'-one' if one_batch else ''}"
     command = (
         f"python benchmarks/bench_scale.py --engine {engine} --callers {callers}"
+        + (f" --per-thread {per_thread}" if per_thread > 1 else "")
         + "".join(f" --workers {w}" for w in worker_counts)
         + (" --one-batch" if one_batch else "")
     )
@@ -206,7 +224,10 @@ def main(
         name,
         "\n".join(
             [
-                f"## {callers:,} callers on {engine_name}",
+                f"## {callers:,} callers on {engine_name}"
+                if per_thread == 1
+                else f"## {requests:,} requests from {callers:,} threads × {per_thread} "
+                f"parallel calls on {engine_name}",
                 "",
                 f"`{command}`; {machine()}.",
                 "",

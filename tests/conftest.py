@@ -34,7 +34,16 @@ def start_prod_engine(
 def e2e_graphs() -> dict[str, str]:
     bridges = str(E2E_GRAPHS / "bridges.py")
     callers = str(E2E_GRAPHS / "callers.py")
-    names = ["bridge", "bridge_size", "bridge_age", "bridge_custom", "bridge_cron", "bridge_sync"]
+    names = [
+        "bridge",
+        "bridge_size",
+        "bridge_age",
+        "bridge_custom",
+        "bridge_cron",
+        "bridge_sync",
+        "bridge_big_size",
+        "bridge_big_age",
+    ]
     graphs = {name: f"{bridges}:{name}" for name in names}
     for name in [
         "agent",

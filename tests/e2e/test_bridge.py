@@ -52,6 +52,38 @@ async def test_size_flush_makes_full_batches(dev_server):
     assert len({r["batch_id"] for r in results}) == 2
 
 
+async def test_a_queue_too_large_to_read_each_pass_still_flushes_by_size(dev_server):
+    """Without the store's count probe these items would never flush (no age rule)."""
+    client = get_client(url=dev_server.url)
+    threads = await start(
+        client, "agent", [{"item": f"z{i}", "bridge": "bridge_big_size"} for i in range(8)]
+    )
+    done = await finished(client, threads)
+    results = results_of(done)
+    assert [r["echo"] for r in results] == [f"z{i}" for i in range(8)]
+    assert {r["batch_size"] for r in results} == {4}
+    assert len({r["batch_id"] for r in results}) == 2
+
+
+async def test_a_queue_too_large_to_read_each_pass_flushes_late_arrivals_by_age(dev_server):
+    """Items queued after the bridge's last read go with the oldest one it saw."""
+    client = get_client(url=dev_server.url)
+    first = await start(client, "agent", [{"item": "y0", "bridge": "bridge_big_age"}])
+    await interrupted(client, first)
+
+    async def seen():
+        return (await bridge_state(client, "bridge_big_age")).get("pending", 0) >= 1
+
+    await until(seen)
+    later = await start(
+        client, "agent", [{"item": f"y{i}", "bridge": "bridge_big_age"} for i in range(1, 4)]
+    )
+    done = await finished(client, first + later)
+    results = results_of(done)
+    assert [r["echo"] for r in results] == [f"y{i}" for i in range(4)]
+    assert {r["batch_size"] for r in results} == {4}
+
+
 async def test_age_flush_sends_a_partial_batch_once_old_enough(dev_server):
     client = get_client(url=dev_server.url)
     started = time.time()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -94,6 +95,26 @@ bridge_cron = Bridge(
     poll_interval=1,
     name="bridge_cron",
 )
+# Bridges whose queue counts as "too large to read every pass" from its first item: they
+# flush only through the size probe and the age of the oldest item they saw.
+bridge_big_size = Bridge(
+    submit=submit,
+    poll=poll,
+    max_batch_size=4,
+    max_batch_age=None,
+    poll_interval=1,
+    name="bridge_big_size",
+)
+bridge_big_age = Bridge(
+    submit=submit,
+    poll=poll,
+    max_batch_size=1000,
+    max_batch_age=5,
+    poll_interval=1,
+    name="bridge_big_age",
+)
+for _big in (bridge_big_size, bridge_big_age):
+    _big.policy = replace(_big.policy, read_queue_up_to=0)
 bridge_sync = Batcher(
     submit,
     poll,
