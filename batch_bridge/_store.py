@@ -158,6 +158,12 @@ def _want(value: dict[str, Any], name: str, kinds: type | tuple[type, ...], opti
     return got
 
 
+def _fields(record: Any) -> dict[str, Any]:
+    """A record's fields, shallow: `dataclasses.asdict` deep-copies every payload and result,
+    which was an eighth of the server's time when 20,000 results were recorded at once."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
 @dataclass(slots=True, kw_only=True)
 class ItemRecord:
     """One caller's item, from enqueue until its delivery is confirmed."""
@@ -195,7 +201,7 @@ class ItemRecord:
 
     def to_value(self) -> dict[str, Any]:
         """The signed store value."""
-        value = dataclasses.asdict(self)
+        value = _fields(self)
         value["kind"] = ITEM_KIND
         return _trust.sign(value)
 
@@ -260,7 +266,7 @@ class BatchHeader:
 
     def to_value(self) -> dict[str, Any]:
         """The signed store value."""
-        value = dataclasses.asdict(self)
+        value = _fields(self)
         del value["handle"]
         value["kind"] = BATCH_KIND
         return _trust.sign(value)
