@@ -726,15 +726,17 @@ class Tick:
             return
         await self.ledger.store.aput(meta, "purge", {"at": self.now}, index=False)
         cutoff = self.now - self.rel.retention_s
+        # The store narrows the search (PostgreSQL compares the text of the number, exact
+        # for epoch seconds); the check below decides.
+        due = {"status": "delivered", "updated_at": {"$lt": cutoff}}
         old = [
             (stored.key, stored.value.get("alias"))
-            for stored in await self.ledger.search(ITEMS, {"status": "delivered"})
+            for stored in await self.ledger.search(ITEMS, due)
             if (stored.value.get("updated_at") or 0) < cutoff
         ]
-        for key, alias in old:
-            if alias:
-                await self.ledger.store.adelete(self.ledger.ns(ALIASES), alias)
-            await self.ledger.store.adelete(self.ledger.ns(ITEMS), key)
+        aliases = [alias for _, alias in old if isinstance(alias, str)]
+        await self.ledger.delete(ALIASES, aliases)
+        await self.ledger.delete(ITEMS, [key for key, _ in old])
 
 
 def _describe(exc: BaseException) -> str:

@@ -405,6 +405,12 @@ class Ledger:
             return
         header.handle = body["handle"]
 
+    async def delete(self, part: str, keys: Sequence[str]) -> None:
+        """Delete many records, a page per store round trip."""
+        for start in range(0, len(keys), PAGE_SIZE):
+            page = keys[start : start + PAGE_SIZE]
+            await self.store.abatch([PutOp(self.ns(part), key, None) for key in page])
+
     async def delete_batch(self, batch_id: str) -> None:
         await self.store.adelete(self.ns(BATCHES), batch_id)
         await self.store.adelete(self.ns(MEMBERS), batch_id)

@@ -24,6 +24,7 @@ from batch_bridge.providers.openai import OpenAIBatch, wrap_openai
 _batches: dict[str, list[Any]] = {}
 AGE_S = float(os.environ.get("BENCH_MAX_BATCH_AGE_S", "1"))
 POLL_S = float(os.environ.get("BENCH_POLL_INTERVAL_S", "1"))
+SIZE = int(os.environ.get("BENCH_MAX_BATCH_SIZE", "50000"))
 
 
 def submit(items: list[Any]) -> str:
@@ -64,7 +65,7 @@ emu_bridge = Bridge(
     poll=timed_poll,
     cancel=_provider.cancel,
     release=_provider.release,
-    max_batch_size=50_000,
+    max_batch_size=SIZE,
     max_batch_age=AGE_S,
     poll_interval=POLL_S,
     name="emu_bridge",

@@ -163,6 +163,9 @@ def main(
                 "OPENAI_BASE_URL": emu.base_url,
                 "OPENAI_API_KEY": "emulator",
                 "BENCH_MAX_BATCH_AGE_S": "86400" if one_batch else "1",
+                # One batch: no rule fires before the forced flush (it would resume some
+                # callers before all of them were seen waiting).
+                "BENCH_MAX_BATCH_SIZE": str(requests + 1 if one_batch else 50_000),
                 "BENCH_POLL_INTERVAL_S": "1",
             }
             with server(engine, workers, env, jobs) as running:

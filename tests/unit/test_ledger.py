@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from langgraph.store.memory import InMemoryStore
 
-from batch_bridge import ConfigError
+from batch_bridge import ConfigError, _bridge
 from batch_bridge._bridge import accepts_idempotency_key
 from batch_bridge._store import (
+    ALIASES,
     BATCHES,
     HANDLES,
     ITEMS,
@@ -16,11 +17,13 @@ from batch_bridge._store import (
     ItemRecord,
     Ledger,
     RecordError,
+    alias_value,
     check_storable,
     digest,
 )
 from batch_bridge._trust import sign, unsigned
 from batch_bridge._wait import _enqueue_steps, _plan
+from batch_bridge.types import FlushPolicy
 
 
 def record(**kw) -> ItemRecord:
@@ -188,3 +191,29 @@ async def test_handles_are_stored_apart_and_written_only_when_they_change():
     assert forged.handle is None and ledger.quarantined == 1
     await ledger.delete_batch("bb_1")
     assert await store.aget(ledger.ns(HANDLES), "bb_1") is None
+
+
+async def test_purge_forgets_only_delivered_records_past_retention(monkeypatch):
+    store = InMemoryStore()
+    monkeypatch.setattr(_bridge, "get_store", lambda: store)
+    provider = _bridge.Provider(submit=lambda items: "b", poll=lambda handle: None)
+    tick = _bridge.Tick("bridge", provider, FlushPolicy(), _bridge.Reliability(retention_s=60))
+    now = tick.now
+    cases = {
+        "old": ("delivered", now - 3600),
+        "fresh": ("delivered", now - 10),
+        "queued": ("queued", now - 3600),
+        "undeliverable": ("undeliverable", now - 3600),
+    }
+    for name, (status, updated_at) in cases.items():
+        kept = record(thread_id=name, status=status, alias=f"alias-{name}")
+        kept.updated_at = updated_at
+        await store.aput(tick.ledger.ns(ITEMS), kept.key, kept.to_value(), index=False)
+        await store.aput(tick.ledger.ns(ALIASES), kept.alias, alias_value(kept.key), index=False)
+
+    await tick._purge()
+
+    items = {stored.key.split(":")[0] for stored in await tick.ledger.search(ITEMS)}
+    aliases = {stored.key for stored in await tick.ledger.search(ALIASES)}
+    assert items == {"fresh", "queued", "undeliverable"}
+    assert aliases == {"alias-fresh", "alias-queued", "alias-undeliverable"}
