@@ -5,6 +5,8 @@
 (`OPENAI_BASE_URL`), one `chat.completions.create` per caller; `emu_fanout`: one per item of
 `items`, all in parallel (`Send`), so one thread can carry many requests.
 `floor`: the platform's own cost of the same shape: one interrupt, resumed by the driver.
+`fanout` / `floor_fanout`: the same with one `wait` / `interrupt` per item of `items`, in
+parallel (`Send`).
 """
 
 from __future__ import annotations
@@ -99,6 +101,22 @@ async def ask_one(state: State) -> State:
     return {"results": [(await ask_model(state))["result"]]}
 
 
+def fan_out_waits(state: State) -> list[Send]:
+    return [Send("wait_one", {"item": item}) for item in state["items"]]
+
+
+async def wait_one(state: State) -> State:
+    return {"results": [await wait(state["item"], batcher="bridge")]}
+
+
+def fan_out_pauses(state: State) -> list[Send]:
+    return [Send("pause_one", {"item": item}) for item in state["items"]]
+
+
+async def pause_one(state: State) -> State:
+    return {"results": [interrupt({"item": state["item"]})]}
+
+
 async def pause(state: State) -> State:
     return {"result": interrupt({"item": state["item"]})}
 
@@ -107,5 +125,17 @@ agent = StateGraph(State).add_node(ask).add_edge(START, "ask").compile()
 emu_agent = StateGraph(State).add_node(ask_model).add_edge(START, "ask_model").compile()
 emu_fanout = (
     StateGraph(State).add_node(ask_one).add_conditional_edges(START, fan_out, ["ask_one"]).compile()
+)
+fanout = (
+    StateGraph(State)
+    .add_node(wait_one)
+    .add_conditional_edges(START, fan_out_waits, ["wait_one"])
+    .compile()
+)
+floor_fanout = (
+    StateGraph(State)
+    .add_node(pause_one)
+    .add_conditional_edges(START, fan_out_pauses, ["pause_one"])
+    .compile()
 )
 floor = StateGraph(State).add_node(pause).add_edge(START, "pause").compile()
