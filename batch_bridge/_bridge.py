@@ -317,8 +317,7 @@ class Tick:
             header.next_poll_at = time.time() + self.policy.poll_interval_s
             await self.ledger.put_header(header)
             return
-        done = await self.finish(header, outcome)
-        await self.deliverer.run(done)  # now, not after slower batches of this tick
+        await self.finish(header, outcome)
 
     async def _poll_failed(self, header: BatchHeader, exc: Exception) -> None:
         """Raised errors are transient for a while: the provider batch may still be running."""
@@ -349,10 +348,12 @@ class Tick:
         message = f"Batch {header.batch_id!r} was given up: {reason}"
         await self.finish(header, batch_failed(message, header.size))
 
-    async def finish(
-        self, header: BatchHeader, envelopes: list[dict[str, Any]]
-    ) -> list[ItemRecord]:
-        """Record each member's result, then drop the batch; delivery reads the ledger."""
+    async def finish(self, header: BatchHeader, envelopes: list[dict[str, Any]]) -> None:
+        """Record each member's result, deliver them, then drop the batch.
+
+        Delivered now, not after slower batches of this tick, and before the provider's
+        files are released: the callers wait, the clean-up does not. A crash before the
+        batch is dropped only means a second look: its items are no longer `batched`."""
         keys, records = await self._members(header)
         done = []
         for key, envelope in zip(keys, envelopes, strict=False):
@@ -364,9 +365,9 @@ class Tick:
             done.append(record)
             self.counts["items_completed" if envelope.get("ok") else "items_failed"] += 1
         await self.ledger.put_items(done)
+        await self.deliverer.run(done)
         await self._release(header)
         await self.ledger.delete_batch(header.batch_id)
-        return done
 
     async def _release(self, header: BatchHeader) -> None:
         """Best effort: the results are recorded, so the provider's copies can go. Before

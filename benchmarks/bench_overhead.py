@@ -72,14 +72,15 @@ async def round_(url: str, kind: str, n: int) -> float:
 @click.option("--pairs", type=int, default=3)
 @click.option("--jobs", type=int, default=10, help="--n-jobs-per-worker of langgraph dev")
 @click.option("--max-batch-age", "age", type=float, default=0.2, help="The bridge's, in seconds.")
-def main(loads: tuple[int, ...], pairs: int, jobs: int, age: float) -> None:
+@click.option("--poll-interval", "poll", type=float, default=0.2, help="The bridge's, in seconds.")
+def main(loads: tuple[int, ...], pairs: int, jobs: int, age: float, poll: float) -> None:
     emulator = EmulatorServer(Emulator(in_progress_s=0.0)).start()
     graphs = {name: f"bench_graphs.py:{name}" for name in ("emu_bridge", "emu_agent", "floor")}
     env = {
         "OPENAI_BASE_URL": emulator.base_url,
         "OPENAI_API_KEY": "emulator",
         "BENCH_MAX_BATCH_AGE_S": str(age),
-        "BENCH_POLL_INTERVAL_S": str(age),
+        "BENCH_POLL_INTERVAL_S": str(poll),
     }
     rows: list[dict[str, Any]] = []
 
@@ -120,9 +121,9 @@ def main(loads: tuple[int, ...], pairs: int, jobs: int, age: float) -> None:
         "",
         f"`python benchmarks/bench_overhead.py --pairs {pairs}"
         + "".join(f" --callers {n}" for n in loads)
-        + f" --jobs {jobs} --max-batch-age {age:g}` on `langgraph dev --n-jobs-per-worker "
-        f"{jobs}` (a fresh server per round, warmed up with 20 callers), the bridge flushing "
-        f"after {age:g} s and polling every {age:g} s; {machine()}.",
+        + f" --jobs {jobs} --max-batch-age {age:g} --poll-interval {poll:g}` on `langgraph dev "
+        f"--n-jobs-per-worker {jobs}` (a fresh server per round, warmed up with 20 callers), "
+        f"the bridge flushing after {age:g} s and polling every {poll:g} s; {machine()}.",
         "",
         "| callers | floor s (median) | bridge s (median) | bridge/floor per pair | median |",
         "|---:|---:|---:|---|---:|",
