@@ -39,7 +39,9 @@ GATE = 20
 
 async def _resume_interrupted(client: LangGraphClient, tag: str, done: set[str]) -> None:
     gate = asyncio.Semaphore(GATE)
-    waiting = await client.threads.search(metadata={"bench": tag}, status="interrupted", limit=1000)
+    waiting = await client.threads.search(
+        metadata={"bench": tag}, status="interrupted", limit=1000, select=["thread_id"]
+    )  # ids only: full threads made the floor's own polling a visible load at 2,000
 
     async def resume(thread_id: str) -> None:
         async with gate:
