@@ -72,9 +72,10 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text) // 4)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
-    """One item rendered as a batch-file line, with the sizes packing needs."""
+    """One item rendered as a batch-file line, with the sizes packing needs (not frozen: a
+    frozen dataclass is built through `object.__setattr__`, 50,000 times per flush)."""
 
     index: int
     url: str
@@ -108,7 +109,7 @@ class Chunk:
 
     def content(self) -> bytes:
         """The JSONL file body."""
-        return b"".join(r.line + b"\n" for r in self.requests)
+        return b"\n".join(r.line for r in self.requests) + b"\n" if self.requests else b""
 
 
 def build_request(index: int, custom_id: str, item: Any) -> Request | str:
@@ -116,13 +117,13 @@ def build_request(index: int, custom_id: str, item: Any) -> Request | str:
 
     Refusals are per item so that one malformed call never sinks the rest of the batch.
     """
-    if not isinstance(item, Mapping):
+    if not isinstance(item, dict | Mapping):
         return f"OpenAI batch item must be a dict with 'url' and 'body', got {type(item).__name__}"
     url = item.get("url")
     if url not in ENDPOINTS:
         return f"OpenAI batch item url must be one of {', '.join(ENDPOINTS)}, got {url!r}"
     body = item.get("body")
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict | Mapping):
         return f"OpenAI batch item body must be a dict of request arguments, got {body!r}"
     model = body.get("model")
     if not isinstance(model, str) or not model:
