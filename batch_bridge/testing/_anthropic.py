@@ -360,6 +360,7 @@ class AnthropicRoutes:
         self._lock = threading.Lock()
         self._batches: dict[str, MessageBatchRecord] = {}
         self._sync_requests = 0
+        self._created: Counter[str] = Counter()
 
     def handlers(self) -> dict[str, Handler]:
         """Route labels (`"METHOD /path"`, the names `add_fault` takes) and their handlers."""
@@ -376,7 +377,8 @@ class AnthropicRoutes:
 
     def stats(self) -> dict[str, Any]:
         """`batches`, `batches_by_status`, `requests` (sync calls plus batch requests),
-        `submitted` (per custom_id, how many created batches held it)."""
+        `submitted` (per custom_id, how many created batches held it); `batches_created`
+        and `requests_created` count deleted batches too."""
         with self._lock:
             now = self._clock()
             submitted: Counter[str] = Counter()
@@ -389,6 +391,8 @@ class AnthropicRoutes:
                 "batches_by_status": dict(by_status),
                 "requests": sum(submitted.values()) + self._sync_requests,
                 "submitted": dict(submitted),
+                "batches_created": self._created["batches"],
+                "requests_created": self._created["requests"],
             }
 
     def _record(self, request: Request) -> MessageBatchRecord:
@@ -433,6 +437,7 @@ class AnthropicRoutes:
                 created=now,
             )
             self._batches[record.id] = record
+            self._created.update(batches=1, requests=len(accepted))
             view = record.view(now, str(request.base_url), fresh=True)
         if knobs.hang_creates_s:
             await asyncio.sleep(knobs.hang_creates_s)
