@@ -33,12 +33,14 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 import anthropic
+import httpx2
 from anthropic.types.messages import MessageBatch
 
 from batch_bridge.errors import BatchFailedError, BatchItemError, ConfigError, ProviderError
 from batch_bridge.providers import _common
 from batch_bridge.providers._common import Handle, LateDeletes, Part, RowCache, SdkAdapter
 from batch_bridge.providers._packing import batch_key, custom_id
+from batch_bridge.providers._transient import is_refusal, is_transient
 from batch_bridge.types import Pending
 
 __all__ = ["AnthropicBatch"]
@@ -51,12 +53,8 @@ _ENVELOPE_BYTES = len('{"custom_id":"","params":},')
 
 
 def _transient(exc: BaseException) -> bool:
-    """Whether a later call may get past this failure (the handle is then kept as it was)."""
-    if isinstance(exc, anthropic.APIConnectionError):
-        return True
-    if isinstance(exc, anthropic.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return False
+    """A later call may get past it (see `_transient`); the handle is kept as it was."""
+    return is_transient(exc, anthropic)
 
 
 def _status_error(exc: anthropic.APIStatusError) -> tuple[str, str]:
@@ -252,8 +250,13 @@ class AnthropicBatch(SdkAdapter[anthropic.AsyncAnthropic]):
                 batch = await self.client.messages.batches.retrieve(part["batch"])
                 if batch.processing_status == "in_progress":
                     await self.client.messages.batches.cancel(part["batch"])
-            except (anthropic.NotFoundError, anthropic.BadRequestError, anthropic.ConflictError):
-                continue
+            except (anthropic.NotFoundError, anthropic.BadRequestError):
+                continue  # gone, or refused for good: nothing left to stop
+            except anthropic.ConflictError:
+                # Transient, unless the batch ended between the look and the cancel.
+                batch = await self.client.messages.batches.retrieve(part["batch"])
+                if batch.processing_status == "in_progress":
+                    raise
 
     async def release(self, handle: Handle) -> None:
         """Delete the ended batches (and their results) whose results the bridge recorded.
@@ -292,8 +295,11 @@ class AnthropicBatch(SdkAdapter[anthropic.AsyncAnthropic]):
                     requests=requests  # type: ignore[arg-type]
                 )
             except anthropic.APIError as exc:
-                if (strict and not started) or _transient(exc):
+                if strict and not started:
                     raise
+                if _transient(exc):
+                    return
+                # No batch exists for this attempt: Anthropic refused to create it.
                 message, code = (
                     _status_error(exc)
                     if isinstance(exc, anthropic.APIStatusError)
@@ -308,12 +314,17 @@ class AnthropicBatch(SdkAdapter[anthropic.AsyncAnthropic]):
             part["batches"].append(batch.id)
 
     async def _check_or_retry(self, state: Handle, part: Part, now: int) -> None:
-        """`_check`, retrying the part if Anthropic refuses a call about its batch for good."""
+        """`_check`, retrying the part if Anthropic refuses a call about its batch for good.
+
+        Only a 400 or 404 about the batch (or its results) is final; a transient answer, or
+        any other, is raised: the poll then says "later", or the bridge counts it against
+        `poll_error_horizon`.
+        """
         batch_id = part["batch"]
         try:
             await self._check(state, part, now)
         except anthropic.APIStatusError as exc:
-            if _transient(exc):
+            if not is_refusal(exc, anthropic):
                 raise
             message, code = _status_error(exc)
             self._retry_or_fail(
@@ -336,6 +347,7 @@ class AnthropicBatch(SdkAdapter[anthropic.AsyncAnthropic]):
                 finished.append(index)
             else:
                 missing.setdefault(_UNFINISHED_CODES.get(kind, "missing_result"), []).append(index)
+        # Terminal: the batch ended; its expired or canceled rows are resubmitted, or failed.
         rest = self._requeue(part, missing, batch, now)
         part.update(state="done", batch="", ids=finished, params=[], out=batch.id)
         state["parts"].extend(rest)
@@ -388,15 +400,18 @@ class AnthropicBatch(SdkAdapter[anthropic.AsyncAnthropic]):
         cached = self._rows.get(batch_id)
         if cached is None:
             raw = await self.client.messages.batches.with_raw_response.results(batch_id)
-            data = await raw.read()
+            try:
+                data = await raw.read()
+            except httpx2.TransportError as exc:  # the body is streamed after the SDK returns
+                raise anthropic.APIConnectionError(request=exc.request) from exc
             cached = await _common.decode_rows(data)
             self._rows.put(batch_id, cached, len(data))
         return cached
 
     async def _results(self, state: Handle) -> list[Any]:
         def unreadable(part: Part, exc: Exception) -> tuple[str, str] | None:
-            if not isinstance(exc, anthropic.APIStatusError) or _transient(exc):
-                return None
+            if not isinstance(exc, anthropic.APIStatusError) or not is_refusal(exc, anthropic):
+                return None  # transient: poll again; other: raised to the bridge
             message, code = _status_error(exc)
             return f"Anthropic results of batch {part['out']} are unreadable: {message}", code
 

@@ -19,7 +19,6 @@ interrupted call created instead of submitting the items again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import random
@@ -57,18 +56,18 @@ from batch_bridge.providers._packing import (
     pack,
 )
 from batch_bridge.providers._profiles import OPENAI, BatchProfile
+from batch_bridge.providers._transient import is_refusal, is_transient
 from batch_bridge.types import Pending
 
 __all__ = ["OpenAIBatch"]
 
 _T = TypeVar("_T")
 
-RETRYABLE: tuple[type[Exception], ...] = (
-    openai.APIConnectionError,
-    openai.RateLimitError,
-    openai.InternalServerError,
-)
-"""Transport failures a later poll may get past; the handle is kept as it was."""
+
+def _transient(exc: BaseException) -> bool:
+    """A later call may get past it (see `_transient`); the handle is kept as it was."""
+    return is_transient(exc, openai)
+
 
 _RUNNING = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
 _CANCELLABLE = frozenset({"validating", "in_progress", "finalizing"})
@@ -550,8 +549,9 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
                 results = await self._results(state)
                 await self._drop_inputs(state)
                 return results
-        except RETRYABLE:
-            pass
+        except openai.APIError as exc:
+            if not _transient(exc):
+                raise
         return None if state == handle else Pending(state)
 
     async def cancel(self, handle: Handle) -> None:
@@ -580,11 +580,14 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
                     continue
             if status not in _CANCELLABLE:
                 continue
-            # A batch that ended (or vanished) between the look and the cancel is refused.
-            with contextlib.suppress(
-                openai.NotFoundError, openai.ConflictError, openai.BadRequestError
-            ):
+            try:
                 await self.client.batches.cancel(batch_id)
+            except (openai.NotFoundError, openai.BadRequestError):
+                continue  # gone, or refused for good: nothing left to stop
+            except openai.ConflictError:
+                # Transient, unless the batch ended between the look and the cancel.
+                if (await self.client.batches.retrieve(batch_id)).status in _CANCELLABLE:
+                    raise
         files = {p["file"] for p in state["parts"] if p["file"]}
         files.update(uploaded.id for uploaded in await earlier.all_files())
         for file_id in sorted(files):
@@ -687,12 +690,12 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
         """
         try:
             await self.client.files.delete(file_id)
-        except RETRYABLE:
+        except openai.APIError as exc:
+            if not _transient(exc):
+                return True
             if strict:
                 raise
             return False
-        except openai.APIError:
-            pass
         return True
 
     async def _drop_inputs(self, state: Handle) -> None:
@@ -747,13 +750,16 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
                 continue
             try:
                 batch = await self._create_batch(earlier, state["key"], part)
-            except openai.APIStatusError as exc:
+            except openai.APIError as exc:
                 if strict and not started:
                     raise
-                if isinstance(exc, RETRYABLE):
+                if _transient(exc):
                     return
+                if not isinstance(exc, openai.APIStatusError):
+                    raise
+                # No batch exists for this attempt: the provider refused to create it.
                 message, code = _status_error(exc)
-                if isinstance(exc, openai.NotFoundError):
+                if isinstance(exc, openai.NotFoundError):  # terminal: the input file is gone
                     part.update(
                         state="failed",
                         error=f"OpenAI has no input file {part['file']} for this batch any "
@@ -764,10 +770,6 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
                 message = f"OpenAI refused to create the batch: {message}"
                 self._retry_or_fail(part, message, code, now)
                 continue
-            except RETRYABLE:
-                if strict and not started:
-                    raise
-                return
             started = True
             part.update(state="running", batch=batch.id, file=batch.input_file_id, gate=0)
             part["batches"].append(batch.id)
@@ -776,14 +778,17 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
     async def _check_or_retry(self, state: Handle, earlier: _Earlier, part: Part, now: int) -> None:
         """`_check`, retrying the part from its input file if OpenAI refuses a call for good.
 
-        A vanished batch or result file (404) or a refused download would otherwise fail
-        the whole bridge batch; resubmitting is bounded by `max_attempts` like any retry.
+        Only a 400 or 404 about the batch or its files (a vanished batch or result file, a
+        refused download) is final, and would otherwise fail the whole bridge batch;
+        resubmitting is bounded by `max_attempts` like any retry. A transient answer, or
+        any other, is raised: the poll then says "later", or the bridge counts it against
+        `poll_error_horizon`.
         """
         batch_id = part["batch"]
         try:
             await self._check(state, earlier, part, now)
         except openai.APIStatusError as exc:
-            if isinstance(exc, RETRYABLE):
+            if not is_refusal(exc, openai):
                 raise
             message, code = _status_error(exc)
             message = f"OpenAI refused a call about batch {batch_id}: {message}"
@@ -798,7 +803,7 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
         batch = await self.client.batches.retrieve(part["batch"])
         if batch.status in _RUNNING:
             return
-        if batch.status == "failed":
+        if batch.status == "failed":  # terminal: retried from the input file, or failed
             errors = batch.errors.data if batch.errors and batch.errors.data else []
             details = "; ".join(
                 f"{e.message or 'no message'} [{e.code}]" if e.code else (e.message or "?")
@@ -824,6 +829,8 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
             (finished if row is not None and not _is_unfinished(row) else missing).append(index)
         if missing and _rows_short(batch, len(finished)):
             return
+        # Terminal: the batch ended (completed, expired, cancelled); what it left unfinished
+        # is resubmitted, or failed once out of attempts or gone from the input file.
         rest = await self._requeue(state, earlier, part, missing, batch, now) if missing else []
         part.update(
             state="done",
@@ -919,8 +926,8 @@ class OpenAIBatch(SdkAdapter[openai.AsyncOpenAI]):
 
     async def _results(self, state: Handle) -> list[Any]:
         def unreadable(part: Part, exc: Exception) -> tuple[str, str] | None:
-            if not isinstance(exc, openai.APIStatusError) or isinstance(exc, RETRYABLE):
-                return None
+            if not isinstance(exc, openai.APIStatusError) or not is_refusal(exc, openai):
+                return None  # transient: poll again; other: raised to the bridge
             message, code = _status_error(exc)
             batch = part["batches"][-1]
             return f"OpenAI result files of batch {batch} are unreadable: {message}", code
