@@ -675,7 +675,7 @@ async def test_retried_submit_after_part_one_of_two_creates_only_part_two(
     items = [chat(t) for t in texts]
     key = "bb_halfway00001"
     adapter = OpenAIBatch(client, max_requests_per_file=2)
-    create = adapter._create_batch
+    create = adapter._create
     calls: list[int] = []
 
     async def dies_at_the_second(*args: Any) -> Any:
@@ -684,7 +684,7 @@ async def test_retried_submit_after_part_one_of_two_creates_only_part_two(
             raise Killed
         return await create(*args)
 
-    monkeypatch.setattr(adapter, "_create_batch", dies_at_the_second)
+    monkeypatch.setattr(adapter, "_create", dies_at_the_second)
     before = counters(server)
     with pytest.raises(Killed):
         await adapter.submit(items, idempotency_key=key)

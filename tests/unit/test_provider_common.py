@@ -1,4 +1,4 @@
-"""The rules the provider adapters share (providers/_common), and the clean-up of result
+"""The rules the provider adapters share (providers/_rows), and the clean-up of result
 files and batches once their results were returned, against the emulator over HTTP."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from batch_bridge.providers import _common
+from batch_bridge.providers import _rows as _common
 from batch_bridge.providers.anthropic import AnthropicBatch
 from batch_bridge.providers.openai import OpenAIBatch
 from batch_bridge.testing import Emulator, EmulatorServer

@@ -1,8 +1,9 @@
 """Anthropic Message Batches: `AnthropicBatch` for the bridge, and `wrap_anthropic`, a
 drop-in client.
 
-The adapter lives in `_anthropic_batch`, the drop-in client in `_anthropic_client`; this
-module is their public face, and fails early, naming the extra, without the SDK.
+The adapter lives in `_adapter` (settings in `_settings`, requests and result rows in
+`_rows`), the drop-in client in `_client`; this package is their public face, and fails
+early, naming the extra, without the SDK.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "pip install 'batch-bridge[anthropic]'"
     ) from exc
 
-from batch_bridge.providers._anthropic_batch import AnthropicBatch
-from batch_bridge.providers._anthropic_client import BatchedAsyncAnthropic, wrap_anthropic
+from batch_bridge.providers.anthropic._adapter import AnthropicBatch
+from batch_bridge.providers.anthropic._client import BatchedAsyncAnthropic, wrap_anthropic
 
 __all__ = ["AnthropicBatch", "BatchedAsyncAnthropic", "wrap_anthropic"]

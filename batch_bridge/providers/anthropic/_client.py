@@ -7,7 +7,7 @@ from typing import Any
 import anthropic
 from anthropic.types import Message
 
-from batch_bridge.providers._common import Delegate, DropIn, WaitFunc, request_body
+from batch_bridge.providers._dropin import Delegate, DropIn, WaitFunc, request_body
 
 __all__ = ["BatchedAsyncAnthropic", "wrap_anthropic"]
 

@@ -10,7 +10,7 @@ from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from batch_bridge.providers._common import Delegate, DropIn, WaitFunc, request_body
+from batch_bridge.providers._dropin import Delegate, DropIn, WaitFunc, request_body
 from batch_bridge.providers._packing import ENDPOINTS
 
 __all__ = ["BatchedAsyncOpenAI", "wrap_openai"]

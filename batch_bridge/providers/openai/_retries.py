@@ -1,0 +1,95 @@
+"""How the OpenAI adapter retries calls that create things: like the SDK, never blindly.
+
+After a failure that may have created the batch or file anyway (a timeout, a dropped
+connection, a 5xx), it waits the SDK's backoff (or `retry-after`) and looks for the thing
+before creating it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+import openai
+
+__all__ = ["create_once", "may_have_acted", "retry_delay"]
+
+_T = TypeVar("_T")
+
+_MAX_RETRY_AFTER_S = 120.0
+"""The SDK does not retry when the server asks to wait longer than this; neither do we."""
+
+
+def _retry_after_s(headers: Mapping[str, str]) -> float | None:
+    for name, divisor in (("retry-after-ms", 1000), ("retry-after", 1)):
+        try:
+            return float(headers[name]) / divisor
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def retry_delay(exc: openai.APIError, tries: int) -> float | None:
+    """Seconds to wait before trying a call again, as the SDK would; None: it would not."""
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        headers = exc.response.headers
+        if headers.get("x-should-retry") == "false":
+            return None
+        if status not in (408, 409, 429) and status < 500:
+            return None
+        wait_s = _retry_after_s(headers)
+        if wait_s is not None and math.isfinite(wait_s):
+            if wait_s > _MAX_RETRY_AFTER_S:
+                return None
+            if wait_s > 0:
+                return wait_s
+    elif not isinstance(exc, openai.APIConnectionError):
+        return None
+    return min(0.5 * 2.0**tries, 8.0) * (1 - 0.25 * random.random())
+
+
+def may_have_acted(exc: openai.APIError) -> bool:
+    """Whether the provider may have carried out a create call that failed this way.
+
+    A 429 refuses the call before it runs; a timeout, a dropped connection or a 5xx may
+    come after the provider created the batch or file.
+    """
+    return not (isinstance(exc, openai.APIStatusError) and exc.status_code == 429)
+
+
+async def create_once(
+    quiet: openai.AsyncOpenAI,
+    retries: int,
+    create: Callable[[openai.AsyncOpenAI], Awaitable[_T]],
+    find: Callable[[], Awaitable[_T | None]],
+) -> _T:
+    """`create` with `quiet` (a client without SDK retries), tried again up to `retries`
+    times as the SDK would, but never blindly.
+
+    After a failure that may have created the thing anyway, it waits, then `find`s; if
+    found, that is the answer; if the look itself fails, the original error is raised
+    rather than risking a duplicate.
+    """
+    tries = 0
+    while True:
+        try:
+            return await create(quiet)
+        except (openai.APIConnectionError, openai.APIStatusError) as exc:
+            delay = retry_delay(exc, tries)
+            again = delay is not None and tries < retries
+            if again and delay:
+                await asyncio.sleep(delay)
+            if delay is not None and may_have_acted(exc):
+                try:
+                    found = await find()
+                except openai.APIError:
+                    raise exc from None
+                if found is not None:
+                    return found
+            if not again:
+                raise
+            tries += 1
