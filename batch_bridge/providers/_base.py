@@ -16,12 +16,13 @@ A transient answer (`_transient`) is never one: the poll says "later" instead.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import Any, ClassVar, Generic, TypeVar
 
 from batch_bridge.errors import BatchFailedError
 from batch_bridge.providers._handles import Handle, Part, load_handle, now_ms
+from batch_bridge.providers._hooks import Hooks
 from batch_bridge.providers._packing import custom_id
 from batch_bridge.providers._rows import (
     LateDeletes,
@@ -35,23 +36,13 @@ from batch_bridge.providers._settings import Settings
 from batch_bridge.providers._transient import is_refusal, is_transient
 from batch_bridge.types import Pending
 
-__all__ = ["BatchAdapter", "Gate"]
+__all__ = ["BatchAdapter"]
 
 _C = TypeVar("_C")
 _B = TypeVar("_B")
 
 
-class Gate:
-    """Which waiting parts may start now; this one lets every part through."""
-
-    def admits(self, part: Part) -> bool:
-        return True
-
-    def started(self, part: Part) -> None:
-        """Note a part that started."""
-
-
-class BatchAdapter(SdkAdapter[_C], Generic[_C, _B]):
+class BatchAdapter(SdkAdapter[_C], Hooks[_B], Generic[_C, _B]):
     """Submit/poll/cancel for one provider's batch API; `_B` is its SDK's batch object."""
 
     _sdk: ClassVar[ModuleType]
@@ -206,11 +197,24 @@ class BatchAdapter(SdkAdapter[_C], Generic[_C, _B]):
         message = f"{self._provider} refused to create the batch: {message}"
         self._retry_or_fail(part, message, code, now)
 
-    async def _cached_rows(self, source: str, download: Any) -> Rows:
-        """The rows of one result file or batch, downloaded once and cached between polls."""
+    async def _rows_from(
+        self, sources: Sequence[str | None], download: Callable[[str], Awaitable[bytes]]
+    ) -> Rows:
+        """Rows by custom_id of result files or batches (the first source's row wins), each
+        downloaded once and cached between polls."""
+        tables = [await self._cached(source, download) for source in sources if source]
+        if len(tables) == 1:
+            return tables[0]
+        rows: Rows = {}
+        for table in tables:
+            for cid, row in table.items():
+                rows.setdefault(cid, row)
+        return rows
+
+    async def _cached(self, source: str, download: Callable[[str], Awaitable[bytes]]) -> Rows:
         cached = self._rows.get(source)
         if cached is None:
-            data: bytes = await download(source)
+            data = await download(source)
             cached = await decode_rows(data)
             self._rows.put(source, cached, len(data))
         return cached
@@ -234,76 +238,3 @@ class BatchAdapter(SdkAdapter[_C], Generic[_C, _B]):
             self._rows.pop(source)
         self._late.add(state["key"], sources)
         return results
-
-    # Hooks: what each provider's API makes different.
-
-    def _context(self, state: Handle) -> Any:
-        """Per-poll state the hooks share (OpenAI: the look for earlier batches)."""
-        return None
-
-    async def _tidy(self, state: Handle) -> None:
-        """Clean-up before a poll's work and after its results (OpenAI: ended parts' inputs)."""
-
-    def _gate(self, state: Handle) -> Gate:
-        return Gate()
-
-    async def _delete_late(self, source: str) -> bool:
-        raise NotImplementedError
-
-    def _status_error(self, exc: Any) -> tuple[str, str]:
-        raise NotImplementedError
-
-    async def _retrieve(self, batch_id: str) -> _B:
-        raise NotImplementedError
-
-    def _settle(self, batch: _B, part: Part, now: int) -> bool:
-        """True once the batch's rows can be read; a failed batch is handled here."""
-        raise NotImplementedError
-
-    async def _batch_rows(self, batch: _B) -> Mapping[str, Mapping[str, Any]]:
-        raise NotImplementedError
-
-    def _unfinished(self, batch: _B, row: Mapping[str, Any] | None) -> str | None:
-        """None for a row that finished, else the code of why it did not."""
-        raise NotImplementedError
-
-    def _rows_short(self, batch: _B, found: int) -> bool:
-        return False
-
-    def _done_fields(self, batch: _B) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _end_reason(self, batch: _B, part: Part, missing: int) -> str:
-        raise NotImplementedError
-
-    def _failed_part(self, part: Part, ids: list[int], error: str, code: str) -> Part:
-        raise NotImplementedError
-
-    async def _resubmit(
-        self,
-        state: Handle,
-        context: Any,
-        part: Part,
-        missing: dict[str, list[int]],
-        reason: str,
-        now: int,
-    ) -> list[Part]:
-        raise NotImplementedError
-
-    async def _create(self, state: Handle, context: Any, part: Part) -> dict[str, Any]:
-        """Create the part's batch; the fields of the running part (`batch` at least)."""
-        raise NotImplementedError
-
-    async def _part_rows(self, part: Part) -> Mapping[str, Mapping[str, Any]]:
-        raise NotImplementedError
-
-    def _row_result(self, row: Mapping[str, Any], cid: str) -> Any:
-        raise NotImplementedError
-
-    def _unreadable(self, part: Part) -> str:
-        """What could not be read, e.g. "OpenAI result files of batch b"."""
-        raise NotImplementedError
-
-    def _result_sources(self, state: Handle) -> list[str]:
-        """The files or batches holding returned results, deleted after the grace."""
-        raise NotImplementedError

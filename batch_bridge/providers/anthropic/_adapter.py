@@ -64,6 +64,8 @@ class AnthropicBatch(BatchAdapter[anthropic.AsyncAnthropic, MessageBatch]):
     settings: AnthropicSettings
     max_requests_per_batch: int
     max_bytes_per_batch: int
+    _status_error = staticmethod(_rows.status_error)
+    _row_result = staticmethod(_rows.row_result)
 
     def __init__(
         self,
@@ -205,9 +207,6 @@ class AnthropicBatch(BatchAdapter[anthropic.AsyncAnthropic, MessageBatch]):
             return not self._transient(exc)
         return True
 
-    def _status_error(self, exc: Any) -> tuple[str, str]:
-        return _rows.status_error(exc)
-
     async def _create(self, state: Handle, context: Any, part: Part) -> dict[str, Any]:
         requests = [
             {"custom_id": custom_id(state["key"], index), "params": params}
@@ -225,7 +224,7 @@ class AnthropicBatch(BatchAdapter[anthropic.AsyncAnthropic, MessageBatch]):
         return batch.processing_status == "ended"
 
     async def _batch_rows(self, batch: MessageBatch) -> Mapping[str, Mapping[str, Any]]:
-        return await self._cached_rows(batch.id, self._download)
+        return await self._rows_from([batch.id], self._download)
 
     async def _download(self, batch_id: str) -> bytes:
         """A batch's results as raw JSONL, decoded off the event loop when large."""
@@ -286,10 +285,7 @@ class AnthropicBatch(BatchAdapter[anthropic.AsyncAnthropic, MessageBatch]):
         return [rest]
 
     async def _part_rows(self, part: Part) -> Mapping[str, Mapping[str, Any]]:
-        return await self._cached_rows(part["out"], self._download)
-
-    def _row_result(self, row: Mapping[str, Any], cid: str) -> Any:
-        return _rows.row_result(row, cid)
+        return await self._rows_from([part["out"]], self._download)
 
     def _unreadable(self, part: Part) -> str:
         return f"Anthropic results of batch {part['out']}"

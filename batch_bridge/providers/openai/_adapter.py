@@ -26,23 +26,26 @@ import openai
 from openai.types import Batch
 
 from batch_bridge.errors import ConfigError
-from batch_bridge.providers._base import BatchAdapter, Gate
+from batch_bridge.providers._base import BatchAdapter
 from batch_bridge.providers._handles import Handle, Part, load_handle, now_ms
+from batch_bridge.providers._hooks import Gate
 from batch_bridge.providers._packing import (
-    Request,
     batch_key,
-    build_request,
-    custom_id,
-    estimate_tokens,
-    file_name,
     pack,
 )
 from batch_bridge.providers._profiles import OPENAI, BatchProfile
 from batch_bridge.providers.openai import _cleanup, _rows
 from batch_bridge.providers.openai._files import Files
-from batch_bridge.providers.openai._lookup import Earlier, tags
-from batch_bridge.providers.openai._parts import Budget, new_part
-from batch_bridge.providers.openai._retries import create_once
+from batch_bridge.providers.openai._lookup import Earlier
+from batch_bridge.providers.openai._parts import (
+    Budget,
+    build,
+    failed_part,
+    input_file_missing,
+    new_part,
+    resubmit,
+)
+from batch_bridge.providers.openai._retries import create_batch
 from batch_bridge.providers.openai._settings import OpenAISettings
 
 __all__ = ["OpenAIBatch"]
@@ -88,6 +91,10 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
     enqueued_token_budget: int | dict[str, int] | None
     metadata: dict[str, str]
     lookback_s: float
+    _status_error = staticmethod(_rows.status_error)
+    _rows_short = staticmethod(_rows.rows_short)
+    _row_result = staticmethod(_rows.row_result)
+    _failed_part = staticmethod(failed_part)
 
     def __init__(
         self,
@@ -159,7 +166,7 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
         """
         key = batch_key(idempotency_key)
         earlier = self._earlier(key, eager=idempotency_key is not None)
-        pre, requests = self._build(items, key)
+        pre, requests = build(items, key, self.settings)
         parts: list[Part] = []
         handle: Handle = {"v": 1, "key": key, "n": len(items), "pre": pre, "parts": parts}
         try:
@@ -181,46 +188,13 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
                     origin=number,
                 )
                 parts.append(part)
-                await self._adopt_or_upload(earlier, key, part, chunk.content())
+                await self._files.adopt_or_upload(earlier, key, part, chunk.content())
             await self._start_waiting(handle, earlier, now_ms(), strict=True)
         except Exception:
             if not earlier.eager:  # a random key: no retry will ever reuse the uploads
                 await self._files.drop_uploads(parts)
             raise
         return handle
-
-    def _build(self, items: Sequence[Any], key: str) -> tuple[list[list[Any]], list[Request]]:
-        """Each item's request line, or why it fails alone: `[index, message, code]`."""
-        pre: list[list[Any]] = []
-        requests = []
-        for index, item in enumerate(items):
-            built = build_request(index, custom_id(key, index), item)
-            if isinstance(built, str):
-                pre.append([index, built, "invalid_request"])
-            elif (refused := self.profile.endpoint_problem(built.url)) is not None:
-                pre.append([index, refused, "unsupported_endpoint"])
-            elif built.size > self.max_bytes_per_file:
-                message = (
-                    f"OpenAI batch request is {built.size} bytes, over the "
-                    f"{self.max_bytes_per_file}-byte file limit"
-                )
-                pre.append([index, message, "request_too_large"])
-            else:
-                requests.append(built)
-        return pre, requests
-
-    async def _adopt_or_upload(
-        self, earlier: Earlier, key: str, part: Part, content: bytes
-    ) -> None:
-        """Adopt the batch an interrupted submit created for this part, or upload its file."""
-        number = part["origin"]
-        batch = await earlier.batch(number, 0)
-        if batch is None:
-            part["file"] = await self._files.upload(earlier, file_name(key, number, 0), content)
-            return
-        await self._files.check_adopted(batch, key, number, part["url"], len(content))
-        part.update(state="running", batch=batch.id, file=batch.input_file_id)
-        part["batches"].append(batch.id)
 
     async def cancel(self, handle: Handle) -> None:
         """Cancel every batch of this handle still running, and delete its input files.
@@ -264,39 +238,24 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
     async def _delete_late(self, source: str) -> bool:
         return await self._files.delete(source)
 
-    def _status_error(self, exc: Any) -> tuple[str, str]:
-        return _rows.status_error(exc)
-
     async def _create(self, state: Handle, context: Any, part: Part) -> dict[str, Any]:
-        key, origin, attempt = state["key"], part["origin"], part["attempt"]
-        batch = await context.batch(origin, attempt)
-        if batch is None:
-
-            async def create(client: openai.AsyncOpenAI) -> Batch:
-                return await client.batches.create(
-                    completion_window=self.completion_window,  # type: ignore[arg-type]
-                    endpoint=part["url"],
-                    input_file_id=part["file"],
-                    metadata={**self.metadata, **tags(key, origin, attempt)},
-                )
-
-            find = lambda: context.batch(origin, attempt, fresh=True)  # noqa: E731
-            batch = await create_once(self._quiet_client(), self.client.max_retries, create, find)
+        batch = await create_batch(
+            self._quiet_client(),
+            self.client.max_retries,
+            context,
+            part,
+            window=self.completion_window,
+            metadata=self.metadata,
+        )
         return {"batch": batch.id, "file": batch.input_file_id, "gate": 0}
 
     def _create_refused(self, part: Part, exc: Exception, now: int) -> None:
         if not isinstance(exc, openai.APIStatusError):
             raise exc
         if isinstance(exc, openai.NotFoundError):  # terminal: the input file is gone
-            message, _ = _rows.status_error(exc)
-            part.update(
-                state="failed",
-                error=f"OpenAI has no input file {part['file']} for this batch any "
-                f"more (deleted, e.g. by cancel()): {message}",
-                code="input_file_missing",
-            )
-            return
-        super()._create_refused(part, exc, now)
+            input_file_missing(part, _rows.status_error(exc)[0])
+        else:
+            super()._create_refused(part, exc, now)
 
     async def _retrieve(self, batch_id: str) -> Batch:
         return await self.client.batches.retrieve(batch_id)
@@ -305,53 +264,20 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
         if batch.status != "failed":
             return batch.status not in _rows.RUNNING and _rows.files_ready(batch)
         # Terminal: the batch failed; the part is retried from its input file, or fails.
-        errors = batch.errors.data if batch.errors and batch.errors.data else []
-        details = "; ".join(
-            f"{e.message or 'no message'} [{e.code}]" if e.code else (e.message or "?")
-            for e in errors
-        )
-        self._retry_or_fail(
-            part,
-            f"OpenAI batch {batch.id} failed: {details or 'no error details given'}",
-            next((e.code for e in errors if e.code), "batch_failed"),
-            now,
-            gate=int(any(e.code == "token_limit_exceeded" for e in errors)),
-        )
+        message, code, gate = _rows.failure(batch)
+        self._retry_or_fail(part, message, code, now, gate=gate)
         return False
 
     async def _batch_rows(self, batch: Batch) -> Mapping[str, Mapping[str, Any]]:
-        return await self._rows_of([batch.output_file_id, batch.error_file_id])
+        return await self._rows_from([batch.output_file_id, batch.error_file_id], self._download)
 
     def _unfinished(self, batch: Batch, row: Mapping[str, Any] | None) -> str | None:
         if row is not None and not _rows.is_unfinished(row):
             return None
         return _rows.END_CODES.get(batch.status, "missing_result")
 
-    def _rows_short(self, batch: Batch, found: int) -> bool:
-        return _rows.rows_short(batch, found)
-
     def _done_fields(self, batch: Batch) -> dict[str, Any]:
         return {"out": batch.output_file_id or "", "err": batch.error_file_id or ""}
-
-    def _end_reason(self, batch: Batch, part: Part, missing: int) -> str:
-        return (
-            f"OpenAI batch {batch.id} ended {batch.status!r} before {missing} of its "
-            f"{len(part['ids'])} requests finished"
-        )
-
-    def _failed_part(self, part: Part, ids: list[int], error: str, code: str) -> Part:
-        return new_part(
-            url=part["url"],
-            model=part["model"],
-            origin=part["origin"],
-            ids=ids,
-            tokens=0,
-            file="",
-            attempt=part["attempt"],
-            state="failed",
-            error=error,
-            code=code,
-        )
 
     async def _resubmit(
         self,
@@ -362,52 +288,19 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
         reason: str,
         now: int,
     ) -> list[Part]:
-        """The unfinished rows, read back from the part's input file, as a new file."""
-        ((code, ids),) = missing.items()
-        lines = await self._files.input_lines(part, state["key"], ids)
-        gone = "is gone (deleted, e.g. by cancel())" if lines is None else "no longer holds them"
-        lines = lines or {}
-        absent = [i for i in ids if i not in lines]
-        note = f"{reason}, and its input file {part['file']} {gone}"
-        parts = [self._failed_part(part, absent, note, code)] if absent else []
-        kept = [i for i in ids if i in lines]
-        if kept:
-            attempt = part["attempt"] + 1
-            content = "".join(lines[i] + "\n" for i in kept).encode()
-            name = file_name(state["key"], part["origin"], attempt)
-            rest = new_part(
-                url=part["url"],
-                model=part["model"],
-                origin=part["origin"],
-                ids=kept,
-                tokens=sum(estimate_tokens(lines[i]) for i in kept),
-                file=await self._files.upload(context, name, content),
-                attempt=attempt,
-                not_before=now,
-                error=reason,
-                code=code,
-            )
-            rest["batches"] = list(part["batches"])
-            parts.append(rest)
-        return parts
+        return await resubmit(self._files, context, state["key"], part, missing, reason, now)
 
-    async def _rows_of(self, file_ids: Sequence[str | None]) -> dict[str, dict[str, Any]]:
-        """Rows of output/error files by custom_id (output first), cached between polls."""
-        rows: dict[str, dict[str, Any]] = {}
-        for file_id in file_ids:
-            if file_id:
-                for cid, row in (await self._cached_rows(file_id, self._download)).items():
-                    rows.setdefault(cid, row)
-        return rows
+    def _end_reason(self, batch: Batch, part: Part, missing: int) -> str:
+        return (
+            f"OpenAI batch {batch.id} ended {batch.status!r} before {missing} of its "
+            f"{len(part['ids'])} requests finished"
+        )
 
     async def _download(self, file_id: str) -> bytes:
         return (await self.client.files.content(file_id)).content
 
     async def _part_rows(self, part: Part) -> Mapping[str, Mapping[str, Any]]:
-        return await self._rows_of([part["out"], part["err"]])
-
-    def _row_result(self, row: Mapping[str, Any], cid: str) -> Any:
-        return _rows.row_result(row, cid)
+        return await self._rows_from([part["out"], part["err"]], self._download)
 
     def _unreadable(self, part: Part) -> str:
         return f"OpenAI result files of batch {part['batches'][-1]}"

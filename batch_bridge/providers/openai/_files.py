@@ -10,7 +10,7 @@ from openai.types import Batch, FileObject
 
 from batch_bridge.errors import ProviderError
 from batch_bridge.providers._handles import Handle, Part
-from batch_bridge.providers._packing import custom_id
+from batch_bridge.providers._packing import custom_id, file_name
 from batch_bridge.providers._rows import decode_rows
 from batch_bridge.providers._transient import is_transient
 from batch_bridge.providers.openai._lookup import Earlier
@@ -49,6 +49,17 @@ class Files:
             lambda: earlier.file(name, len(content), fresh=True),
         )
         return uploaded.id
+
+    async def adopt_or_upload(self, earlier: Earlier, key: str, part: Part, content: bytes) -> None:
+        """Adopt the batch an interrupted submit created for this part, or upload its file."""
+        number = part["origin"]
+        batch = await earlier.batch(number, 0)
+        if batch is None:
+            part["file"] = await self.upload(earlier, file_name(key, number, 0), content)
+            return
+        await self.check_adopted(batch, key, number, part["url"], len(content))
+        part.update(state="running", batch=batch.id, file=batch.input_file_id)
+        part["batches"].append(batch.id)
 
     async def delete(self, file_id: str, *, strict: bool = False) -> bool:
         """Delete a file; False if a later try might succeed where this one failed.

@@ -1,16 +1,27 @@
-"""OpenAI's parts: one input file of one endpoint and model each, and the budget that
+"""OpenAI's parts: one input file of one endpoint and model each; the requests they are
+built from, the rows an ended batch left unfinished sent again, and the budget that
 decides which waiting parts may start."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from batch_bridge.providers import _handles
-from batch_bridge.providers._base import Gate
 from batch_bridge.providers._handles import Handle, Part
+from batch_bridge.providers._hooks import Gate
+from batch_bridge.providers._packing import (
+    Request,
+    build_request,
+    custom_id,
+    estimate_tokens,
+    file_name,
+)
+from batch_bridge.providers.openai._files import Files
+from batch_bridge.providers.openai._lookup import Earlier
 from batch_bridge.providers.openai._settings import OpenAISettings
 
-__all__ = ["Budget", "new_part"]
+__all__ = ["Budget", "build", "failed_part", "input_file_missing", "new_part", "resubmit"]
 
 
 def new_part(
@@ -48,6 +59,94 @@ def new_part(
         gate=0,
         err="",
     )
+
+
+def build(
+    items: Sequence[Any], key: str, settings: OpenAISettings
+) -> tuple[list[list[Any]], list[Request]]:
+    """Each item's request line, or why it fails alone: `[index, message, code]`."""
+    pre: list[list[Any]] = []
+    requests = []
+    for index, item in enumerate(items):
+        built = build_request(index, custom_id(key, index), item)
+        if isinstance(built, str):
+            pre.append([index, built, "invalid_request"])
+        elif (refused := settings.profile.endpoint_problem(built.url)) is not None:
+            pre.append([index, refused, "unsupported_endpoint"])
+        elif built.size > settings.max_bytes_per_file:
+            message = (
+                f"OpenAI batch request is {built.size} bytes, over the "
+                f"{settings.max_bytes_per_file}-byte file limit"
+            )
+            pre.append([index, message, "request_too_large"])
+        else:
+            requests.append(built)
+    return pre, requests
+
+
+def failed_part(part: Part, ids: list[int], error: str, code: str) -> Part:
+    """These items of `part`, failed for good."""
+    return new_part(
+        url=part["url"],
+        model=part["model"],
+        origin=part["origin"],
+        ids=ids,
+        tokens=0,
+        file="",
+        attempt=part["attempt"],
+        state="failed",
+        error=error,
+        code=code,
+    )
+
+
+def input_file_missing(part: Part, message: str) -> None:
+    """Fail a part whose batch OpenAI will not create: its input file is gone (404)."""
+    part.update(
+        state="failed",
+        error=f"OpenAI has no input file {part['file']} for this batch any "
+        f"more (deleted, e.g. by cancel()): {message}",
+        code="input_file_missing",
+    )
+
+
+async def resubmit(
+    files: Files,
+    earlier: Earlier,
+    key: str,
+    part: Part,
+    missing: dict[str, list[int]],
+    reason: str,
+    now: int,
+) -> list[Part]:
+    """The unfinished rows, read back from the part's input file, as a new file."""
+    ((code, ids),) = missing.items()
+    lines = await files.input_lines(part, key, ids)
+    gone = "is gone (deleted, e.g. by cancel())" if lines is None else "no longer holds them"
+    lines = lines or {}
+    absent = [i for i in ids if i not in lines]
+    note = f"{reason}, and its input file {part['file']} {gone}"
+    parts = [failed_part(part, absent, note, code)] if absent else []
+    kept = [i for i in ids if i in lines]
+    if kept:
+        attempt = part["attempt"] + 1
+        content = "".join(lines[i] + "\n" for i in kept).encode()
+        name = file_name(key, part["origin"], attempt)
+        rest = new_part(
+            url=part["url"],
+            model=part["model"],
+            origin=part["origin"],
+            ids=kept,
+            tokens=sum(estimate_tokens(lines[i]) for i in kept),
+            file=await files.upload(earlier, name, content),
+            attempt=attempt,
+            not_before=now,
+            error=reason,
+            code=code,
+        )
+        rest["batches"] = list(part["batches"])
+        parts.append(rest)
+    return parts
 
 
 class Budget(Gate):

@@ -14,8 +14,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import openai
+from openai.types import Batch
 
-__all__ = ["create_once", "may_have_acted", "retry_delay"]
+from batch_bridge.providers._handles import Part
+from batch_bridge.providers.openai._lookup import Earlier, tags
+
+__all__ = ["create_batch", "create_once", "may_have_acted", "retry_delay"]
 
 _T = TypeVar("_T")
 
@@ -93,3 +97,31 @@ async def create_once(
             if not again:
                 raise
             tries += 1
+
+
+async def create_batch(
+    quiet: openai.AsyncOpenAI,
+    retries: int,
+    earlier: Earlier,
+    part: Part,
+    *,
+    window: str,
+    metadata: Mapping[str, str],
+) -> Batch:
+    """The batch of this part and attempt: found, or created once from its input file."""
+    origin, attempt = part["origin"], part["attempt"]
+    found = await earlier.batch(origin, attempt)
+    if found is not None:
+        return found
+
+    async def create(client: openai.AsyncOpenAI) -> Batch:
+        return await client.batches.create(
+            completion_window=window,  # type: ignore[arg-type]
+            endpoint=part["url"],
+            input_file_id=part["file"],
+            metadata={**metadata, **tags(earlier.key, origin, attempt)},
+        )
+
+    return await create_once(
+        quiet, retries, create, lambda: earlier.batch(origin, attempt, fresh=True)
+    )

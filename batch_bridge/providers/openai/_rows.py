@@ -16,6 +16,7 @@ __all__ = [
     "CANCELLABLE",
     "END_CODES",
     "RUNNING",
+    "failure",
     "files_ready",
     "is_unfinished",
     "row_result",
@@ -87,3 +88,17 @@ def rows_short(batch: Batch, found: int) -> bool:
     if batch.output_file_id and batch.error_file_id:
         return False
     return found < counts.completed + counts.failed
+
+
+def failure(batch: Batch) -> tuple[str, str, int]:
+    """A failed batch's message, code, and gate (1: refused for the enqueued-token limit,
+    so its retry waits until nothing else of its model runs)."""
+    errors = batch.errors.data if batch.errors and batch.errors.data else []
+    details = "; ".join(
+        f"{e.message or 'no message'} [{e.code}]" if e.code else (e.message or "?") for e in errors
+    )
+    return (
+        f"OpenAI batch {batch.id} failed: {details or 'no error details given'}",
+        next((e.code for e in errors if e.code), "batch_failed"),
+        int(any(e.code == "token_limit_exceeded" for e in errors)),
+    )
