@@ -108,8 +108,26 @@ def _knob_options(command: Callable[..., Any]) -> Callable[..., Any]:
     help="The service to behave like: its endpoints, completion windows, file limits, "
     "expiry and URL prefix (azure: /openai/v1).",
 )
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    nargs=3,
+    type=(str, int, int),
+    metavar="ROUTE STATUS TIMES",
+    help="The next TIMES calls of ROUTE (e.g. 'GET /v1/batches/{batch_id}') answer STATUS "
+    "(408, 409, 429, 500, 502, 503, 504; 0 drops the connection) without acting; "
+    "repeatable, queued per route. While running: POST /_emulator/faults.",
+)
 @_knob_options
-def main(host: str, port: int, log_level: str, profile: str, **knobs: float | None) -> None:
+def main(
+    host: str,
+    port: int,
+    log_level: str,
+    profile: str,
+    faults: tuple[tuple[str, int, int], ...],
+    **knobs: float | None,
+) -> None:
     """Serve the offline OpenAI Batch API emulator until interrupted.
 
     Point the `openai` SDK at it with OPENAI_BASE_URL=http://HOST:PORT/v1 (any API key).
@@ -118,6 +136,8 @@ def main(host: str, port: int, log_level: str, profile: str, **knobs: float | No
     try:
         chosen: dict[str, Any] = {k: v for k, v in knobs.items() if v is not None}
         emulator = Emulator(profile=PROFILES[profile], **chosen)
+        for route, status, times in faults:
+            emulator.add_fault(route, status=status, times=times)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     try:

@@ -6,7 +6,8 @@ does: slow stages, failed lines, expiry, cancellation, late output files and lim
 the ways any HTTP service does: calls that hang, 5xx and 429 answers, dropped connections.
 
 Two routes outside `/v1` serve tests: `GET /_emulator/stats` (see `Emulator.stats`) and
-`POST /_emulator/faults` / `DELETE /_emulator/faults` (see `Emulator.add_fault`).
+`POST /_emulator/faults` / `DELETE /_emulator/faults` (see `Emulator.add_fault`: the next K
+calls of a route answer status S; `--fault ROUTE S K` sets it on the command line).
 """
 
 from __future__ import annotations
