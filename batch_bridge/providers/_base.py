@@ -5,12 +5,19 @@ the rows they left unfinished, starts the parts that wait, and returns the resul
 every part is done or failed. The provider's API fills in hooks: how to retrieve a batch,
 read its rows, create one, and what its terminal states are.
 
-What may change a batch's fate (each path below names its reason):
-- the batch ended at the provider: `failed` (`_settle`), or completed, expired or
-  cancelled with rows unfinished (`_requeue`);
-- a 400 or 404 about the batch or its files (`_check_or_retry`, `_results`);
-- a refusal to create a batch, when none exists for that attempt (`_start_waiting`).
-A transient answer (`_transient`) is never one: the poll says "later" instead.
+What may resubmit or fail items, and the terminal state that justifies each:
+- the batch ended `failed` (`_settle`): the part is retried, or fails after `max_attempts`;
+- the batch ended completed, expired or cancelled with rows unfinished (`_check`,
+  `_requeue`): those rows are resubmitted, or fail after `max_attempts` or when OpenAI no
+  longer holds their input file (a 404);
+- a 400 or 404 about the batch or its files: on a retrieve or download while checking
+  (`_check_or_retry`) the part is retried; on the final result download (`_results`) its
+  items fail;
+- the provider refused to create a batch, and none exists for that attempt
+  (`_start_waiting`): retried (OpenAI: a 404 for its input file fails the part).
+A transient answer (`_transient`) is none of these: the poll says "later". Any other answer
+about an existing batch (401, 403, ...) is raised, and the bridge polls again until
+`poll_error_horizon`. tests/unit/test_transient.py holds the rule for every call kind.
 """
 
 from __future__ import annotations
