@@ -86,28 +86,48 @@ def chat(text: str) -> dict[str, Any]:
     return {"url": "/v1/chat/completions", "body": body}
 
 
-def openai_texts(results: list[Any]) -> list[str]:
-    return [r["choices"][0]["message"]["content"] for r in results]
+def ask(text: str) -> dict[str, Any]:
+    return {"model": "claude", "max_tokens": 16, "messages": [{"role": "user", "content": text}]}
 
 
-def openai_submitted(server: EmulatorServer, texts: list[str]) -> list[int]:
-    accepted = server.emulator.accepted_by(lambda body: body["messages"][0]["content"])
-    return [accepted[t] for t in texts]
+def answer(result: Any) -> str:
+    """The echoed text of an OpenAI chat completion or an Anthropic message."""
+    if "choices" in result:
+        return str(result["choices"][0]["message"]["content"])
+    return str(result["content"][0]["text"])
+
+
+def submitted(server: EmulatorServer, handle: Any) -> list[int]:
+    """How many accepted provider batches held each item of the handle."""
+    stats = server.emulator.stats()
+    counts = stats["anthropic"]["submitted"] if "kind" in handle else stats["accepted"]
+    return [counts.get(f"{handle['key']}-{n}", 0) for n in range(handle["n"])]
 
 
 @pytest.mark.parametrize("status", STATUSES)
-@pytest.mark.parametrize("route", [OPENAI_RETRIEVE, OPENAI_DOWNLOAD])
-async def test_openai_batch_polled_through_transient_answers(
-    server: EmulatorServer, oai: openai.AsyncOpenAI, route: str, status: int
+@pytest.mark.parametrize(
+    "route", [OPENAI_RETRIEVE, OPENAI_DOWNLOAD, ANTHROPIC_RETRIEVE, ANTHROPIC_DOWNLOAD]
+)
+async def test_batch_polled_through_transient_answers(
+    server: EmulatorServer,
+    oai: openai.AsyncOpenAI,
+    claude: anthropic.AsyncAnthropic,
+    route: str,
+    status: int,
 ) -> None:
-    texts = [f"openai {route} {status} {n}" for n in range(3)]
-    adapter = OpenAIBatch(oai, max_attempts=1, retry_backoff_s=0)
-    handle = await adapter.submit([chat(t) for t in texts])
+    texts = [f"{route} {status} {n}" for n in range(3)]
+    adapter: OpenAIBatch | AnthropicBatch
+    if "/messages/" in route:
+        adapter = AnthropicBatch(claude, max_attempts=1, retry_backoff_s=0)
+        handle = await adapter.submit([ask(t) for t in texts])
+    else:
+        adapter = OpenAIBatch(oai, max_attempts=1, retry_backoff_s=0)
+        handle = await adapter.submit([chat(t) for t in texts])
     server.emulator.add_fault(route, status=status, times=3)
-    handle = await poll_through_faults(server, adapter, handle, route, 3)
-    results = await finish(adapter, handle)
-    assert openai_texts(results) == [f"Echo: {t}" for t in texts]
-    assert openai_submitted(server, texts) == [1, 1, 1]
+    last = await poll_through_faults(server, adapter, handle, route, 3)
+    results = await finish(adapter, last)
+    assert [answer(r) for r in results] == [f"Echo: {t}" for t in texts]
+    assert submitted(server, handle) == [1, 1, 1]
 
 
 @pytest.mark.parametrize("status", STATUSES)
@@ -123,8 +143,8 @@ async def test_openai_list_before_a_create_answering_transient_waits(
     server.emulator.add_fault(OPENAI_LIST, status=status, times=2)
     handle = await poll_through_faults(server, adapter, handle, OPENAI_LIST, 2)
     results = await finish(adapter, handle)
-    assert openai_texts(results) == [f"Echo: {t}" for t in texts]
-    assert openai_submitted(server, texts) == [1, 1]
+    assert [answer(r) for r in results] == [f"Echo: {t}" for t in texts]
+    assert submitted(server, handle) == [1, 1]
 
 
 @pytest.mark.parametrize("status", STATUSES)
@@ -141,34 +161,6 @@ async def test_openai_cancel_answering_transient_raises_to_be_tried_again(
     await adapter.cancel(handle)
     batch = await oai.batches.retrieve(batch.id)
     assert batch.status in ("cancelling", "cancelled")
-
-
-def ask(text: str) -> dict[str, Any]:
-    return {"model": "claude", "max_tokens": 16, "messages": [{"role": "user", "content": text}]}
-
-
-def anthropic_texts(results: list[Any]) -> list[str]:
-    return [r["content"][0]["text"] for r in results]
-
-
-def anthropic_submitted(server: EmulatorServer, handle: Any) -> list[int]:
-    submitted = server.emulator.anthropic.stats()["submitted"]
-    return [submitted.get(f"{handle['key']}-{n}", 0) for n in range(handle["n"])]
-
-
-@pytest.mark.parametrize("status", STATUSES)
-@pytest.mark.parametrize("route", [ANTHROPIC_RETRIEVE, ANTHROPIC_DOWNLOAD])
-async def test_anthropic_batch_polled_through_transient_answers(
-    server: EmulatorServer, claude: anthropic.AsyncAnthropic, route: str, status: int
-) -> None:
-    texts = [f"anthropic {route} {status} {n}" for n in range(3)]
-    adapter = AnthropicBatch(claude, max_attempts=1, retry_backoff_s=0)
-    handle = await adapter.submit([ask(t) for t in texts])
-    server.emulator.add_fault(route, status=status, times=3)
-    last = await poll_through_faults(server, adapter, handle, route, 3)
-    results = await finish(adapter, last)
-    assert anthropic_texts(results) == [f"Echo: {t}" for t in texts]
-    assert anthropic_submitted(server, handle) == [1, 1, 1]
 
 
 @pytest.mark.parametrize("status", STATUSES)
