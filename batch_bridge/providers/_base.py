@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from batch_bridge.errors import BatchFailedError
 from batch_bridge.providers._handles import Handle, Part, load_handle, now_ms
-from batch_bridge.providers._hooks import Hooks
+from batch_bridge.providers._hooks import Hooks, Unfinished
 from batch_bridge.providers._packing import custom_id
 from batch_bridge.providers._rows import (
     LateDeletes,
@@ -168,7 +168,7 @@ class BatchAdapter(SdkAdapter[_C], Hooks[_B], Generic[_C, _B]):
                 )
                 for code, ids in missing.items()
             ]
-        return await self._resubmit(state, context, part, missing, reason, now)
+        return await self._resubmit(Unfinished(state["key"], context, part, missing, reason, now))
 
     async def _start_waiting(self, state: Handle, context: Any, now: int, *, strict: bool) -> None:
         """Create batches for waiting parts whose backoff has passed, as the gate allows.

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from batch_bridge.providers._handles import Handle, Part
 
-__all__ = ["Gate", "Hooks"]
+__all__ = ["Gate", "Hooks", "Unfinished"]
 
 _B = TypeVar("_B")
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """Rows an ended batch of `part` left unfinished, by the code of why, to resubmit."""
+
+    key: str
+    context: Any
+    part: Part
+    missing: dict[str, list[int]]
+    reason: str
+    now: int
 
 
 class Gate:
@@ -71,15 +84,8 @@ class Hooks(Generic[_B]):
     def _failed_part(self, part: Part, ids: list[int], error: str, code: str) -> Part:
         raise NotImplementedError
 
-    async def _resubmit(
-        self,
-        state: Handle,
-        context: Any,
-        part: Part,
-        missing: dict[str, list[int]],
-        reason: str,
-        now: int,
-    ) -> list[Part]:
+    async def _resubmit(self, rows: Unfinished) -> list[Part]:
+        """New parts for the unfinished rows (and failed ones for rows it cannot send)."""
         raise NotImplementedError
 
     async def _create(self, state: Handle, context: Any, part: Part) -> dict[str, Any]:

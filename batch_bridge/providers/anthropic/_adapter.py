@@ -39,6 +39,7 @@ from anthropic.types.messages import MessageBatch
 from batch_bridge.errors import ConfigError, ProviderError
 from batch_bridge.providers._base import BatchAdapter
 from batch_bridge.providers._handles import Handle, Part, new_part, now_ms
+from batch_bridge.providers._hooks import Unfinished
 from batch_bridge.providers._packing import batch_key, custom_id
 from batch_bridge.providers.anthropic import _rows
 from batch_bridge.providers.anthropic._settings import AnthropicSettings
@@ -260,16 +261,9 @@ class AnthropicBatch(BatchAdapter[anthropic.AsyncAnthropic, MessageBatch]):
             code=code,
         )
 
-    async def _resubmit(
-        self,
-        state: Handle,
-        context: Any,
-        part: Part,
-        missing: dict[str, list[int]],
-        reason: str,
-        now: int,
-    ) -> list[Part]:
+    async def _resubmit(self, rows: Unfinished) -> list[Part]:
         """The unfinished rows, with the params the handle kept for them, as a new part."""
+        part, missing = rows.part, rows.missing
         params = dict(zip(part["ids"], part["params"], strict=True))
         ids = sorted(i for group in missing.values() for i in group)
         rest = new_part(
@@ -277,8 +271,8 @@ class AnthropicBatch(BatchAdapter[anthropic.AsyncAnthropic, MessageBatch]):
             params=[params[i] for i in ids],
             attempt=part["attempt"] + 1,
             origin=part["origin"],
-            not_before=now,
-            error=reason,
+            not_before=rows.now,
+            error=rows.reason,
             code=next(iter(missing)),
         )
         rest["batches"] = list(part["batches"])

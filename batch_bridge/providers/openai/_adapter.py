@@ -28,7 +28,7 @@ from openai.types import Batch
 from batch_bridge.errors import ConfigError
 from batch_bridge.providers._base import BatchAdapter
 from batch_bridge.providers._handles import Handle, Part, load_handle, now_ms
-from batch_bridge.providers._hooks import Gate
+from batch_bridge.providers._hooks import Gate, Unfinished
 from batch_bridge.providers._packing import (
     batch_key,
     pack,
@@ -279,16 +279,8 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
     def _done_fields(self, batch: Batch) -> dict[str, Any]:
         return {"out": batch.output_file_id or "", "err": batch.error_file_id or ""}
 
-    async def _resubmit(
-        self,
-        state: Handle,
-        context: Any,
-        part: Part,
-        missing: dict[str, list[int]],
-        reason: str,
-        now: int,
-    ) -> list[Part]:
-        return await resubmit(self._files, context, state["key"], part, missing, reason, now)
+    async def _resubmit(self, rows: Unfinished) -> list[Part]:
+        return await resubmit(self._files, rows)
 
     def _end_reason(self, batch: Batch, part: Part, missing: int) -> str:
         return (

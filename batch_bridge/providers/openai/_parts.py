@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from batch_bridge.providers import _handles
 from batch_bridge.providers._handles import Handle, Part
-from batch_bridge.providers._hooks import Gate
+from batch_bridge.providers._hooks import Gate, Unfinished
 from batch_bridge.providers._packing import (
     Request,
     build_request,
@@ -110,17 +110,11 @@ def input_file_missing(part: Part, message: str) -> None:
     )
 
 
-async def resubmit(
-    files: Files,
-    earlier: Earlier,
-    key: str,
-    part: Part,
-    missing: dict[str, list[int]],
-    reason: str,
-    now: int,
-) -> list[Part]:
+async def resubmit(files: Files, rows: Unfinished) -> list[Part]:
     """The unfinished rows, read back from the part's input file, as a new file."""
-    ((code, ids),) = missing.items()
+    key, part, reason = rows.key, rows.part, rows.reason
+    earlier: Earlier = rows.context
+    ((code, ids),) = rows.missing.items()
     lines = await files.input_lines(part, key, ids)
     gone = "is gone (deleted, e.g. by cancel())" if lines is None else "no longer holds them"
     lines = lines or {}
@@ -140,7 +134,7 @@ async def resubmit(
             tokens=sum(estimate_tokens(lines[i]) for i in kept),
             file=await files.upload(earlier, name, content),
             attempt=attempt,
-            not_before=now,
+            not_before=rows.now,
             error=reason,
             code=code,
         )
