@@ -183,3 +183,26 @@ async def test_anthropic_cancel_answering_transient_raises_to_be_tried_again(
     await adapter.cancel(handle)
     batch = await claude.messages.batches.retrieve(batch.id)
     assert batch.processing_status in ("canceling", "ended")
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_404_about_the_batch_is_terminal_and_resubmits_the_part(
+    oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic, provider: str
+) -> None:
+    """The other side of the rule: a batch the provider says it does not hold is gone."""
+    texts = [f"{provider} gone {n}" for n in range(2)]
+    adapter: OpenAIBatch | AnthropicBatch
+    if provider == "anthropic":
+        adapter = AnthropicBatch(claude, max_attempts=2, retry_backoff_s=0)
+        handle = await adapter.submit([ask(t) for t in texts])
+    else:
+        adapter = OpenAIBatch(oai, max_attempts=2, retry_backoff_s=0)
+        handle = await adapter.submit([chat(t) for t in texts])
+    handle["parts"][0]["batch"] += "_gone"
+    outcome = await adapter.poll(handle)
+    assert isinstance(outcome, Pending), outcome
+    retried = outcome.handle["parts"][0]
+    assert (retried["state"], retried["attempt"]) == ("running", 1)
+    assert "refused a call about batch" in retried["error"]
+    results = await finish(adapter, outcome.handle)
+    assert [answer(r) for r in results] == [f"Echo: {t}" for t in texts]
