@@ -27,9 +27,8 @@ from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from batch_bridge.providers._profiles import OPENAI, BatchProfile
 from batch_bridge.testing._anthropic import AnthropicRoutes
@@ -40,31 +39,22 @@ from batch_bridge.testing._batch import (
     parse_input,
     token_limit_error,
 )
+from batch_bridge.testing._faults import Fault, Faults, fault_reply
+from batch_bridge.testing._http import (
+    EXCEPTION_HANDLERS,
+    ApiError,
+    json_object,
+    page,
+    reply,
+    required_str,
+)
+from batch_bridge.testing._http import metadata as metadata_of
 from batch_bridge.testing._knobs import Knobs
-from batch_bridge.testing._synth import ENDPOINTS, error_body, synthesize
+from batch_bridge.testing._synth import ENDPOINTS, synthesize
 
 __all__ = ["Emulator"]
 
 _UPLOAD_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
-_MAX_METADATA_KEYS = 16
-_FAULT_STATUSES = frozenset({0, 408, 409, 429, 500, 502, 503, 504})
-
-
-class ApiError(Exception):
-    """Answered as the OpenAI error JSON with the given HTTP status."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        type_: str = "invalid_request_error",
-    ):
-        super().__init__(message)
-        self.status = status
-        self.body = error_body(message, type_=type_, param=param, code=code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,110 +80,6 @@ class StoredFile:
             "status_details": None,
             "expires_at": None,
         }
-
-
-@dataclass(slots=True)
-class _Fault:
-    """The next `times` calls of one route answer `status` instead of the real reply.
-
-    Status 0 drops the connection half-way through the answer (the SDK raises
-    `APIConnectionError`). With `after`, the call acts first and only its answer is lost:
-    the batch or file exists although the client saw an error.
-    """
-
-    status: int
-    times: int
-    after: bool
-    retry_after_s: float | None
-
-
-class _Dropped(Response):
-    """Starts a reply it never finishes, so the server closes the connection mid-answer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"1024")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"{", "more_body": True})
-
-
-def _reply(payload: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(payload, status, headers={"x-request-id": "req_" + uuid.uuid4().hex})
-
-
-def _fault_reply(status: int, retry_after_s: float) -> Response:
-    if status == 0:
-        return _Dropped()
-    if status == 429:
-        message = "Rate limit reached for requests (emulated). Please try again later."
-        reply = _reply(error_body(message, type_="requests", code="rate_limit_exceeded"), 429)
-        reply.headers["retry-after"] = f"{retry_after_s:g}"
-        return reply
-    message = f"The server had an error while processing your request (emulated {status})."
-    return _reply(error_body(message, type_="server_error", code="server_error"), status)
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "We could not parse the JSON body of your request.") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
-    return body
-
-
-def _required_str(body: dict[str, Any], name: str) -> str:
-    value = body.get(name)
-    if value is None:
-        raise ApiError(400, f"Missing required parameter: '{name}'.", param=name)
-    if not isinstance(value, str):
-        raise ApiError(400, f"Invalid type for '{name}': expected a string.", param=name)
-    return value
-
-
-def _metadata(raw: Any) -> dict[str, str] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict) or len(raw) > _MAX_METADATA_KEYS:
-        raise ApiError(400, "metadata must be an object of at most 16 pairs.", param="metadata")
-    for key, value in raw.items():
-        if len(key) > 64 or not isinstance(value, str) or len(value) > 512:
-            message = f"Invalid metadata pair {key!r}: string keys <= 64, string values <= 512."
-            raise ApiError(400, message, param="metadata")
-    return dict(raw)
-
-
-def _limit(request: Request, maximum: int, default: int) -> int:
-    raw = request.query_params.get("limit", str(default))
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= maximum:
-        raise ApiError(400, f"Invalid limit {raw!r}: expected 1 to {maximum}.", param="limit")
-    return limit
-
-
-def _page(
-    items: list[dict[str, Any]], request: Request, *, maximum: int, default: int = 20
-) -> dict[str, Any]:
-    """A cursor page over newest-first items, the way the list endpoints page."""
-    limit = _limit(request, maximum, default)
-    after = request.query_params.get("after")
-    if after:
-        ids = [item["id"] for item in items]
-        items = items[ids.index(after) + 1 :] if after in ids else []
-    data = items[:limit]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": len(items) > limit,
-    }
 
 
 class Emulator:
@@ -230,7 +116,7 @@ class Emulator:
         self._files_uploaded = 0
         self._files_deleted = 0
         self._calls: Counter[str] = Counter()
-        self._faults: dict[str, list[_Fault]] = {}
+        self._faults = Faults()
         self._handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "POST /v1/files": self._create_file,
             "GET /v1/files": self._list_files,
@@ -271,17 +157,9 @@ class Emulator:
         """
         if route not in self._handlers:
             raise ValueError(f"unknown emulator route {route!r}; one of {self.routes}")
-        if status not in _FAULT_STATUSES:
-            raise ValueError(f"fault status must be one of {sorted(_FAULT_STATUSES)}, got {status}")
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise ValueError(f"fault times must be a positive int, got {times!r}")
-        if not isinstance(after, bool):
-            raise ValueError(f"fault after must be true or false, got {after!r}")
-        if retry_after_s is not None and not 0 <= retry_after_s < float("inf"):
-            raise ValueError(f"fault retry_after_s must be >= 0, got {retry_after_s!r}")
         with self._lock:
-            self._faults.setdefault(route, []).append(
-                _Fault(status=status, times=times, after=after, retry_after_s=retry_after_s)
+            self._faults.add(
+                route, times=times, status=status, after=after, retry_after_s=retry_after_s
             )
 
     def accepted_by(self, key: Callable[[dict[str, Any]], str]) -> Counter[str]:
@@ -357,12 +235,7 @@ class Emulator:
             Route("/_emulator/faults", self._add_fault_route, methods=["POST"]),
             Route("/_emulator/faults", self._clear_faults_route, methods=["DELETE"]),
         ]
-        handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-            ApiError: _api_error,
-            HTTPException: _http_error,
-            Exception: _server_error,
-        }
-        return Starlette(routes=routes, exception_handlers=handlers)
+        return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
 
     def _guard(
         self, label: str, handler: Callable[[Request], Awaitable[Response]]
@@ -379,45 +252,33 @@ class Emulator:
             if fault.after:
                 with contextlib.suppress(ApiError, HTTPException):
                     await handler(request)
-            return _fault_reply(fault.status, retry_after_s)
+            return fault_reply(fault.status, retry_after_s)
 
         return endpoint
 
-    def _next_fault(self, label: str) -> _Fault | None:
+    def _next_fault(self, label: str) -> Fault | None:
         with self._lock:
             seen = self._calls[label]
             self._calls[label] += 1
-            errors, limits = self.knobs.server_errors_first_n, self.knobs.rate_limits_first_n
-            if seen < errors:
-                return _Fault(status=500, times=1, after=False, retry_after_s=None)
-            if seen < errors + limits:
-                return _Fault(status=429, times=1, after=False, retry_after_s=None)
-            queued = self._faults.get(label)
-            if not queued:
-                return None
-            fault = queued[0]
-            fault.times -= 1
-            if fault.times <= 0:
-                queued.pop(0)
-            return fault
+            return self._faults.next(label, seen, self.knobs)
 
     async def _stats_route(self, request: Request) -> Response:
-        return _reply(self.stats())
+        return reply(self.stats())
 
     async def _add_fault_route(self, request: Request) -> Response:
-        body = await _json_object(request)
-        route = _required_str(body, "route")
+        body = await json_object(request)
+        route = required_str(body, "route")
         options = {name: body[name] for name in ("times", "status", "after") if name in body}
         retry_after_s = body.get("retry_after_s")
         try:
             self.add_fault(route, retry_after_s=retry_after_s, **options)
         except (TypeError, ValueError) as exc:
             raise ApiError(400, str(exc)) from None
-        return _reply({"object": "emulator.fault", "route": route, **options})
+        return reply({"object": "emulator.fault", "route": route, **options})
 
     async def _clear_faults_route(self, request: Request) -> Response:
         self.clear_faults()
-        return _reply({"object": "emulator.faults", "deleted": True})
+        return reply({"object": "emulator.faults", "deleted": True})
 
     def _store_file(self, filename: str, purpose: str, data: bytes, now: float) -> StoredFile:
         stored = StoredFile("file-" + uuid.uuid4().hex[:24], filename, purpose, data, now)
@@ -467,7 +328,7 @@ class Emulator:
         with self._lock:
             stored = self._store_file(filename, purpose, data, self._clock())
             self._files_uploaded += 1
-        return _reply(stored.view())
+        return reply(stored.view())
 
     async def _list_files(self, request: Request) -> Response:
         purpose = request.query_params.get("purpose")
@@ -480,18 +341,18 @@ class Emulator:
         wanted = [f for f in files if purpose in (None, f["purpose"])]
         if order == "desc":
             wanted.reverse()
-        return _reply(_page(wanted, request, maximum=10_000, default=10_000))
+        return reply(page(wanted, request, maximum=10_000, default=10_000))
 
     async def _get_file(self, request: Request) -> Response:
         with self._lock:
-            return _reply(self._file(request.path_params["file_id"]).view())
+            return reply(self._file(request.path_params["file_id"]).view())
 
     async def _delete_file(self, request: Request) -> Response:
         with self._lock:
             stored = self._file(request.path_params["file_id"])
             del self._files[stored.id]
             self._files_deleted += 1
-        return _reply({"id": stored.id, "object": "file", "deleted": True})
+        return reply({"id": stored.id, "object": "file", "deleted": True})
 
     async def _file_content(self, request: Request) -> Response:
         with self._lock:
@@ -499,10 +360,10 @@ class Emulator:
         return Response(stored.data, media_type="application/octet-stream")
 
     async def _create_batch(self, request: Request) -> Response:
-        body = await _json_object(request)
-        input_file_id = _required_str(body, "input_file_id")
-        endpoint = _required_str(body, "endpoint")
-        window = _required_str(body, "completion_window")
+        body = await json_object(request)
+        input_file_id = required_str(body, "input_file_id")
+        endpoint = required_str(body, "endpoint")
+        window = required_str(body, "completion_window")
         if endpoint not in ENDPOINTS or endpoint not in self.profile.endpoints:
             supported = ", ".join(sorted(set(ENDPOINTS) & set(self.profile.endpoints)))
             message = f"Invalid endpoint {endpoint!r}; the emulator supports {supported}."
@@ -511,7 +372,7 @@ class Emulator:
         if window_problem is not None:
             message = f"Invalid completion_window: {window_problem}."
             raise ApiError(400, message, param="completion_window", code="invalid_value")
-        metadata = _metadata(body.get("metadata"))
+        metadata = metadata_of(body.get("metadata"))
         try:
             knobs = self.knobs.with_metadata(metadata)
         except ValueError as exc:
@@ -552,7 +413,7 @@ class Emulator:
             view = record.view(now, upto="validating")
         if knobs.hang_creates_s:
             await asyncio.sleep(knobs.hang_creates_s)
-        return _reply(view)
+        return reply(view)
 
     async def _get_batch(self, request: Request) -> Response:
         with self._lock:
@@ -563,7 +424,7 @@ class Emulator:
             record = self._batch(request.path_params["batch_id"])
             now = self._clock()
             self._write_results(record, now)
-            return _reply(record.view(now))
+            return reply(record.view(now))
 
     async def _cancel_batch(self, request: Request) -> Response:
         with self._lock:
@@ -572,12 +433,12 @@ class Emulator:
             status = record.status(now)
             if status in ACTIVE_STATUSES:
                 record.cancel_at = now
-                return _reply(record.view(now, upto="cancelling"))
+                return reply(record.view(now, upto="cancelling"))
             if status not in {"cancelling", "cancelled"}:
                 message = f"Cannot cancel a batch with status '{status}'."
                 raise ApiError(409, message, param="batch_id")
             self._write_results(record, now)
-            return _reply(record.view(now))
+            return reply(record.view(now))
 
     async def _list_batches(self, request: Request) -> Response:
         with self._lock:
@@ -586,35 +447,16 @@ class Emulator:
             for record in reversed(self._batches.values()):
                 self._write_results(record, now)
                 views.append(record.view(now))
-        return _reply(_page(views, request, maximum=100))
+        return reply(page(views, request, maximum=100))
 
     def _sync_endpoint(self, endpoint: str) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
-            body = await _json_object(request)
+            body = await json_object(request)
             if body.get("stream"):
                 raise ApiError(400, "The emulator does not stream; omit 'stream'.", param="stream")
             status, payload = synthesize(endpoint, body)
             with self._lock:
                 self._sync_requests += 1
-            return _reply(payload, status)
+            return reply(payload, status)
 
         return handle
-
-
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return _reply(exc.body, exc.status)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code in (404, 405):
-        message = f"Invalid URL ({request.method} {request.url.path})"
-    else:
-        message = str(exc.detail)
-    return _reply(error_body(message), exc.status_code)
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    body = error_body(f"The emulator failed: {exc!r}", type_="server_error", code="server_error")
-    return _reply(body, 500)
