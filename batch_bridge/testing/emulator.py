@@ -20,11 +20,9 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -40,6 +38,7 @@ from batch_bridge.testing._batch import (
     token_limit_error,
 )
 from batch_bridge.testing._faults import Fault, Faults, fault_reply
+from batch_bridge.testing._files import FileStore
 from batch_bridge.testing._http import (
     EXCEPTION_HANDLERS,
     ApiError,
@@ -53,33 +52,6 @@ from batch_bridge.testing._knobs import Knobs
 from batch_bridge.testing._synth import ENDPOINTS, synthesize
 
 __all__ = ["Emulator"]
-
-_UPLOAD_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    """An uploaded or generated file and its bytes."""
-
-    id: str
-    filename: str
-    purpose: str
-    data: bytes
-    created: float
-
-    def view(self) -> dict[str, Any]:
-        """The File object as the API returns it."""
-        return {
-            "id": self.id,
-            "object": "file",
-            "bytes": len(self.data),
-            "created_at": int(self.created),
-            "filename": self.filename,
-            "purpose": self.purpose,
-            "status": "processed",
-            "status_details": None,
-            "expires_at": None,
-        }
 
 
 class Emulator:
@@ -110,19 +82,15 @@ class Emulator:
         """The service emulated: its endpoints, completion windows, expiry and URL prefix."""
         self._clock = clock
         self._lock = threading.Lock()
-        self._files: dict[str, StoredFile] = {}
+        self._files = FileStore(
+            lock=self._lock, clock=clock, max_bytes=lambda: self.knobs.max_file_bytes
+        )
         self._batches: dict[str, BatchRecord] = {}
         self._sync_requests = 0
-        self._files_uploaded = 0
-        self._files_deleted = 0
         self._calls: Counter[str] = Counter()
         self._faults = Faults()
         self._handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {
-            "POST /v1/files": self._create_file,
-            "GET /v1/files": self._list_files,
-            "GET /v1/files/{file_id}": self._get_file,
-            "DELETE /v1/files/{file_id}": self._delete_file,
-            "GET /v1/files/{file_id}/content": self._file_content,
+            **self._files.handlers(),
             "POST /v1/batches": self._create_batch,
             "GET /v1/batches": self._list_batches,
             "GET /v1/batches/{batch_id}": self._get_batch,
@@ -205,12 +173,12 @@ class Emulator:
                 if not record.errors:
                     accepted.update(ids)
             return {
-                "files": len(self._files),
+                "files": len(self._files.files),
                 "batches": len(self._batches),
                 "batches_by_status": by_status,
                 "requests": sum(accepted.values()) + self._sync_requests,
-                "files_uploaded": self._files_uploaded,
-                "files_deleted": self._files_deleted,
+                "files_uploaded": self._files.uploaded,
+                "files_deleted": self._files.deleted,
                 "batches_created": len(self._batches),
                 "batches_cancelled": sum(
                     1 for record in self._batches.values() if record.cancel_at is not None
@@ -280,16 +248,6 @@ class Emulator:
         self.clear_faults()
         return reply({"object": "emulator.faults", "deleted": True})
 
-    def _store_file(self, filename: str, purpose: str, data: bytes, now: float) -> StoredFile:
-        stored = StoredFile("file-" + uuid.uuid4().hex[:24], filename, purpose, data, now)
-        self._files[stored.id] = stored
-        return stored
-
-    def _file(self, file_id: str) -> StoredFile:
-        if file_id not in self._files:
-            raise ApiError(404, f"No such File object: {file_id}", param="id")
-        return self._files[file_id]
-
     def _batch(self, batch_id: str) -> BatchRecord:
         if batch_id not in self._batches:
             raise ApiError(404, f"No batch found with id '{batch_id}'.", param="batch_id")
@@ -302,62 +260,11 @@ class Emulator:
         output, errors = record.result_files(record.status(now))
         if output is not None:
             name = f"batch_{record.id}_output.jsonl"
-            record.output_file_id = self._store_file(name, "batch_output", output, now).id
+            record.output_file_id = self._files.store(name, "batch_output", output, now).id
         if errors is not None:
             name = f"batch_{record.id}_error.jsonl"
-            record.error_file_id = self._store_file(name, "batch_output", errors, now).id
+            record.error_file_id = self._files.store(name, "batch_output", errors, now).id
         record.files_written = True
-
-    async def _create_file(self, request: Request) -> Response:
-        async with request.form(max_files=1, max_fields=16) as form:
-            purpose = form.get("purpose")
-            upload = form.get("file")
-            if not isinstance(purpose, str) or not purpose:
-                raise ApiError(400, "Missing required parameter: 'purpose'.", param="purpose")
-            if purpose not in _UPLOAD_PURPOSES:
-                message = f"Invalid value for 'purpose': {purpose!r}."
-                raise ApiError(400, message, param="purpose", code="invalid_value")
-            if not isinstance(upload, UploadFile):
-                raise ApiError(400, "Missing required parameter: 'file'.", param="file")
-            data = await upload.read()
-            filename = upload.filename or "upload"
-        limit = self.knobs.max_file_bytes
-        if len(data) > limit:
-            message = f"File is too large: {len(data)} bytes; the maximum is {limit} bytes."
-            raise ApiError(400, message, param="file", code="file_too_large")
-        with self._lock:
-            stored = self._store_file(filename, purpose, data, self._clock())
-            self._files_uploaded += 1
-        return reply(stored.view())
-
-    async def _list_files(self, request: Request) -> Response:
-        purpose = request.query_params.get("purpose")
-        order = request.query_params.get("order", "desc")
-        if order not in ("asc", "desc"):
-            message = f"Invalid order {order!r}: expected 'asc' or 'desc'."
-            raise ApiError(400, message, param="order")
-        with self._lock:
-            files = [f.view() for f in self._files.values()]
-        wanted = [f for f in files if purpose in (None, f["purpose"])]
-        if order == "desc":
-            wanted.reverse()
-        return reply(page(wanted, request, maximum=10_000, default=10_000))
-
-    async def _get_file(self, request: Request) -> Response:
-        with self._lock:
-            return reply(self._file(request.path_params["file_id"]).view())
-
-    async def _delete_file(self, request: Request) -> Response:
-        with self._lock:
-            stored = self._file(request.path_params["file_id"])
-            del self._files[stored.id]
-            self._files_deleted += 1
-        return reply({"id": stored.id, "object": "file", "deleted": True})
-
-    async def _file_content(self, request: Request) -> Response:
-        with self._lock:
-            stored = self._file(request.path_params["file_id"])
-        return Response(stored.data, media_type="application/octet-stream")
 
     async def _create_batch(self, request: Request) -> Response:
         body = await json_object(request)
@@ -380,7 +287,7 @@ class Emulator:
         if not self.profile.expires:
             knobs = dataclasses.replace(knobs, expire_after_s=None)
         with self._lock:
-            stored = self._file(input_file_id)
+            stored = self._files.get(input_file_id)
             if stored.purpose != "batch":
                 message = f"File {stored.id} has purpose {stored.purpose!r}, not 'batch'."
                 raise ApiError(400, message, param="input_file_id")
