@@ -18,7 +18,7 @@ from langchain_openai import ChatOpenAI
 from openai.types.chat import ChatCompletion
 
 from batch_bridge.testing import Emulator, EmulatorServer
-from batch_bridge.testing._anthropic import synthesize_message
+from batch_bridge.testing._anthropic_synth import synthesize_message
 from batch_bridge.testing._synth import synthesize, tool_arguments
 
 CHAT = "/v1/chat/completions"
