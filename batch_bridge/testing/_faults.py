@@ -3,18 +3,26 @@ acting, as any HTTP service may; queued per route, plus the server-wide fault kn
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from batch_bridge.testing._http import reply
+from batch_bridge.testing._http import ApiError, reply
 from batch_bridge.testing._knobs import Knobs
 from batch_bridge.testing._synth import error_body
 
 __all__ = ["FAULT_STATUSES", "Fault", "Faults", "fault_reply"]
 
 FAULT_STATUSES = frozenset({0, 408, 409, 429, 500, 502, 503, 504})
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(slots=True)
@@ -58,10 +66,34 @@ def fault_reply(status: int, retry_after_s: float) -> Response:
 
 
 class Faults:
-    """The faults queued per route; not thread-safe: the emulator calls it under its lock."""
+    """The faults queued per route, and the calls counted per route, under the emulator's
+    lock (`add` and `clear` expect the caller to hold it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
         self._queued: dict[str, list[Fault]] = {}
+        self.calls: Counter[str] = Counter()
+        """Calls per route, faulted ones included."""
+
+    def guard(self, route: str, handler: Handler, knobs: Callable[[], Knobs]) -> Handler:
+        """The route's handler behind the fault knobs and the faults queued for it."""
+
+        async def endpoint(request: Request) -> Response:
+            with self._lock:
+                seen = self.calls[route]
+                self.calls[route] += 1
+                fault = self.next(route, seen, knobs())
+            if fault is None:
+                return await handler(request)
+            retry_after_s = knobs().retry_after_s
+            if fault.retry_after_s is not None:
+                retry_after_s = fault.retry_after_s
+            if fault.after:
+                with contextlib.suppress(ApiError, HTTPException):
+                    await handler(request)
+            return fault_reply(fault.status, retry_after_s)
+
+        return endpoint
 
     def add(
         self, route: str, *, times: int, status: int, after: bool, retry_after_s: float | None

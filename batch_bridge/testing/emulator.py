@@ -13,7 +13,6 @@ calls of a route answer status S; `--fault ROUTE S K` sets it on the command lin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import threading
 import time
@@ -23,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -37,7 +35,7 @@ from batch_bridge.testing._batch import (
     parse_input,
     token_limit_error,
 )
-from batch_bridge.testing._faults import Fault, Faults, fault_reply
+from batch_bridge.testing._faults import Faults
 from batch_bridge.testing._files import FileStore
 from batch_bridge.testing._http import (
     EXCEPTION_HANDLERS,
@@ -52,6 +50,29 @@ from batch_bridge.testing._knobs import Knobs
 from batch_bridge.testing._synth import ENDPOINTS, synthesize
 
 __all__ = ["Emulator"]
+
+
+def _batch_knobs(
+    profile: BatchProfile, knobs: Knobs, endpoint: str, window: str, raw_metadata: Any
+) -> tuple[Knobs, dict[str, str] | None]:
+    """The knobs a new batch pins, and its metadata, once its endpoint, window and metadata
+    pass the profile's checks."""
+    if endpoint not in ENDPOINTS or endpoint not in profile.endpoints:
+        supported = ", ".join(sorted(set(ENDPOINTS) & set(profile.endpoints)))
+        message = f"Invalid endpoint {endpoint!r}; the emulator supports {supported}."
+        raise ApiError(400, message, param="endpoint", code="invalid_value")
+    window_problem = profile.window_problem(window)
+    if window_problem is not None:
+        message = f"Invalid completion_window: {window_problem}."
+        raise ApiError(400, message, param="completion_window", code="invalid_value")
+    metadata = metadata_of(raw_metadata)
+    try:
+        pinned = knobs.with_metadata(metadata)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), param="metadata") from None
+    if not profile.expires:
+        pinned = dataclasses.replace(pinned, expire_after_s=None)
+    return pinned, metadata
 
 
 class Emulator:
@@ -87,8 +108,7 @@ class Emulator:
         )
         self._batches: dict[str, BatchRecord] = {}
         self._sync_requests = 0
-        self._calls: Counter[str] = Counter()
-        self._faults = Faults()
+        self._faults = Faults(self._lock)
         self._handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {
             **self._files.handlers(),
             "POST /v1/batches": self._create_batch,
@@ -183,7 +203,7 @@ class Emulator:
                 "batches_cancelled": sum(
                     1 for record in self._batches.values() if record.cancel_at is not None
                 ),
-                "calls": dict(self._calls),
+                "calls": dict(self._faults.calls),
                 "submitted": dict(submitted),
                 "accepted": dict(accepted),
                 "anthropic": self.anthropic.stats(),
@@ -194,7 +214,7 @@ class Emulator:
         prefix = self.profile.path_prefix
         for label, handler in self._handlers.items():
             method, path = label.split(" ", 1)
-            endpoint = self._guard(label, handler)
+            endpoint = self._faults.guard(label, handler, lambda: self.knobs)
             routes.append(Route(path, endpoint, methods=[method]))
             if prefix:
                 routes.append(Route(prefix + path, endpoint, methods=[method]))
@@ -204,31 +224,6 @@ class Emulator:
             Route("/_emulator/faults", self._clear_faults_route, methods=["DELETE"]),
         ]
         return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
-
-    def _guard(
-        self, label: str, handler: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        """The route's handler behind the fault knobs and the faults queued for it."""
-
-        async def endpoint(request: Request) -> Response:
-            fault = self._next_fault(label)
-            if fault is None:
-                return await handler(request)
-            retry_after_s = self.knobs.retry_after_s
-            if fault.retry_after_s is not None:
-                retry_after_s = fault.retry_after_s
-            if fault.after:
-                with contextlib.suppress(ApiError, HTTPException):
-                    await handler(request)
-            return fault_reply(fault.status, retry_after_s)
-
-        return endpoint
-
-    def _next_fault(self, label: str) -> Fault | None:
-        with self._lock:
-            seen = self._calls[label]
-            self._calls[label] += 1
-            return self._faults.next(label, seen, self.knobs)
 
     async def _stats_route(self, request: Request) -> Response:
         return reply(self.stats())
@@ -268,24 +263,12 @@ class Emulator:
 
     async def _create_batch(self, request: Request) -> Response:
         body = await json_object(request)
-        input_file_id = required_str(body, "input_file_id")
-        endpoint = required_str(body, "endpoint")
-        window = required_str(body, "completion_window")
-        if endpoint not in ENDPOINTS or endpoint not in self.profile.endpoints:
-            supported = ", ".join(sorted(set(ENDPOINTS) & set(self.profile.endpoints)))
-            message = f"Invalid endpoint {endpoint!r}; the emulator supports {supported}."
-            raise ApiError(400, message, param="endpoint", code="invalid_value")
-        window_problem = self.profile.window_problem(window)
-        if window_problem is not None:
-            message = f"Invalid completion_window: {window_problem}."
-            raise ApiError(400, message, param="completion_window", code="invalid_value")
-        metadata = metadata_of(body.get("metadata"))
-        try:
-            knobs = self.knobs.with_metadata(metadata)
-        except ValueError as exc:
-            raise ApiError(400, str(exc), param="metadata") from None
-        if not self.profile.expires:
-            knobs = dataclasses.replace(knobs, expire_after_s=None)
+        input_file_id, endpoint, window = (
+            required_str(body, name) for name in ("input_file_id", "endpoint", "completion_window")
+        )
+        knobs, metadata = _batch_knobs(
+            self.profile, self.knobs, endpoint, window, body.get("metadata")
+        )
         with self._lock:
             stored = self._files.get(input_file_id)
             if stored.purpose != "batch":
