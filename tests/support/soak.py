@@ -34,41 +34,45 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
-import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
-from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
-from rich.console import Console
 
 from batch_bridge import bridge_thread_id
 from batch_bridge.testing import Emulator, EmulatorServer
 from tests.support.install import ensure_prod_engine_installed
 from tests.support.prodengine import ProdEngine
+from tests.support.soak_chaos import Chaos, Clients, Event, Supervisor, console
 from tests.support.soak_report import show, write_markdown
+from tests.support.soak_tally import (
+    bridge_runs,
+    error_messages,
+    faults_left,
+    run_statuses,
+    runs_per_thread,
+    sdk_runs,
+    submissions,
+    undeliverable,
+    worker_log_summary,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAPHS = ROOT / "tests" / "prod" / "graphs" / "faults.py"
 OUT = ROOT / "benchmarks" / "RELIABILITY.md"
 KILL_POINTS = ["submit_before", "submit_after", "poll", "deliver_after", "caller_after_wait"]
-ITEMS_NS = ("batch_bridge", "bridge", "items")
 PROVIDER_FAULTS = ["500-after", "503x3", "429"]
 DECK = (
     [("kill", "")] * 4
     + [("arm", point) for point in KILL_POINTS]
     + [("fault", kind) for kind in PROVIDER_FAULTS]
 )
-console = Console(log_time_format="%H:%M:%S", width=None if sys.stdout.isatty() else 150)
 
 
 class _NoDisconnects(logging.Filter):
@@ -80,190 +84,6 @@ class _NoDisconnects(logging.Filter):
 
 
 logging.getLogger("uvicorn.error").addFilter(_NoDisconnects())
-
-
-def bridge_runs(engine: ProdEngine) -> str:
-    """How the bridge thread's runs fared, from the workers' "Starting background run" lines."""
-    queued: list[float] = []
-    attempts: Counter[int] = Counter()
-    for i in range(engine.workers):
-        for line in engine.log(i).splitlines():
-            if "Starting background run" in line and "graph_id=bridge" in line:
-                if found := re.search(r"run_queue_ms=(\d+)", line):
-                    queued.append(int(found.group(1)) / 1000)
-                if found := re.search(r"run_attempt=(\d+)", line):
-                    attempts[int(found.group(1))] += 1
-    if not queued:
-        return "no bridge runs found in the worker logs"
-    return (
-        f"bridge runs started {len(queued)} (by attempt: {dict(sorted(attempts.items()))}); "
-        f"time queued before starting: median {statistics.median(queued):.1f} s, "
-        f"max {max(queued):.1f} s"
-    )
-
-
-def worker_log_summary(engine: ProdEngine, top: int = 12) -> list[tuple[int, str]]:
-    """Warning and error lines of every worker's log, normalised and counted."""
-    counts: Counter[str] = Counter()
-    for i in range(engine.workers):
-        for match in re.finditer(r"\[(warning|error|critical)\s*\] (.{0,110})", engine.log(i)):
-            line = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}|bb_[0-9a-f]{16}", "<id>", match.group(2))
-            line = re.sub(r"\s+", " ", re.sub(r"[0-9]+", "N", line))
-            counts[f"{match.group(1)}: {line}"] += 1
-    return [(n, line) for line, n in counts.most_common(top)]
-
-
-class NoWorker(RuntimeError):
-    pass
-
-
-@dataclass
-class Event:
-    """One chaos action; kills carry the times recovery is measured from."""
-
-    at: float  # monotonic, when the action happened (for a self-kill: when it was noticed)
-    kind: str  # "kill" | "killpoint" | "fault" | "arm"
-    detail: str
-    worker: int | None = None
-    back_at: float | None = None  # the killed worker answers /ok again
-    tick_s: float | None = None
-    resume_s: float | None = None
-
-
-@dataclass
-class Chaos:
-    """Everything the chaos loop and the supervisor did, for the report."""
-
-    t0: float
-    events: list[Event] = field(default_factory=list)
-    armed: Counter[str] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    fault_times: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, event: Event) -> Event:
-        with self.lock:
-            self.events.append(event)
-        return event
-
-
-class Supervisor:
-    """Restarts dead workers, as the platform would; owns every kill and restart.
-
-    One thread per worker; a chaos kill holds the worker down for 1-3 s before the restart.
-    A worker that died by itself (a kill point) is restarted at once and logged as such.
-    """
-
-    def __init__(self, engine: ProdEngine, chaos: Chaos, fault_dir: Path) -> None:
-        self.engine, self.chaos, self.fault_dir = engine, chaos, fault_dir
-        self.locks = [threading.Lock() for _ in range(engine.workers)]
-        self.hold_until = [0.0] * engine.workers
-        self.open: list[Event | None] = [None] * engine.workers
-        self.last_pid: list[int | None] = list(engine.pids)
-        self.stopping = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._loop, args=(i,), daemon=True)
-            for i in range(engine.workers)
-        ]
-        for thread in self.threads:
-            thread.start()
-
-    def alive(self) -> list[int]:
-        return [i for i, pid in enumerate(self.engine.pids) if pid is not None]
-
-    def kill(self, i: int, hold_s: float) -> Event | None:
-        with self.locks[i]:
-            if self.engine.pids[i] is None:
-                return None
-            self.hold_until[i] = time.monotonic() + hold_s
-            self.engine.kill(i)
-            event = Event(
-                time.monotonic(),
-                "kill",
-                f"SIGKILL worker {i}, restart after {hold_s:.1f}s",
-                worker=i,
-            )
-            self.open[i] = self.chaos.add(event)
-            return event
-
-    def _killed_at_point(self, pid: int | None) -> str:
-        log = self.fault_dir / "fired.log"
-        lines = log.read_text().split("\n") if log.exists() else []
-        for line in reversed(lines):
-            point, _, who = line.partition(" ")
-            if who == str(pid):
-                return point
-        return "unknown cause"
-
-    def _loop(self, i: int) -> None:
-        while not self.stopping.is_set():
-            with self.locks[i]:
-                pid = self.engine.pids[i]
-                if pid is not None:
-                    self.last_pid[i] = pid
-                elif time.monotonic() >= self.hold_until[i]:
-                    event = self.open[i]
-                    if event is None:  # died by itself
-                        point = self._killed_at_point(self.last_pid[i])
-                        event = self.chaos.add(
-                            Event(
-                                time.monotonic(),
-                                "killpoint",
-                                f"worker {i} died at {point}",
-                                worker=i,
-                            )
-                        )
-                    try:
-                        self.engine.restart(i)
-                    except Exception as exc:  # try again on the next turn
-                        console.log(f"[red]restart of worker {i} failed: {exc!r}"[:300])
-                        self.hold_until[i] = time.monotonic() + 1
-                        self.open[i] = event
-                        continue
-                    event.back_at = time.monotonic()
-                    self.open[i] = None
-                    self.last_pid[i] = self.engine.pids[i]
-            self.stopping.wait(0.2)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(timeout=180)
-
-
-class Clients:
-    """SDK clients per worker; calls go to a random live worker and are retried elsewhere."""
-
-    def __init__(self, engine: ProdEngine) -> None:
-        self.engine = engine
-        timeout = (3.0, 60.0, 60.0, 10.0)  # connect, read, write, pool
-        self.by_url = {url: get_client(url=url, timeout=timeout) for url in engine.urls}
-        self.rng = random.Random()
-
-    def live(self) -> LangGraphClient:
-        urls = [u for u, pid in zip(self.engine.urls, self.engine.pids, strict=True) if pid]
-        if not urls:
-            raise NoWorker("no worker is running")
-        return self.by_url[self.rng.choice(urls)]
-
-    async def call(self, fn: Any, attempts: int = 60) -> Any:
-        for _ in range(attempts - 1):
-            try:
-                return await fn(self.live())
-            except Exception:
-                await asyncio.sleep(0.5)
-        return await fn(self.live())
-
-
-def submissions(emulator: EmulatorServer) -> Counter[str]:
-    """How many provider batches that passed validation held each user message."""
-    return emulator.emulator.accepted_by(lambda body: body["messages"][-1]["content"])
-
-
-def faults_left(emulator: EmulatorServer) -> int:
-    emu = emulator.emulator
-    with emu._lock:
-        return sum(f.times for queued in emu._faults.values() for f in queued)
 
 
 class Run:
@@ -426,7 +246,7 @@ class Run:
             values: Any = state.get("values") or {}
             return dict(values)
 
-        return await self.clients.call(get)
+        return dict(await self.clients.call(get))
 
     async def monitor(self) -> None:
         last_print = 0.0
@@ -505,7 +325,7 @@ class Run:
         result["worker_log"] = worker_log_summary(self.engine)
         result["bridge_runs"] = bridge_runs(self.engine)
         try:
-            result["run_statuses"] = await self.run_statuses()
+            result["run_statuses"] = await run_statuses(self.engine)
         except Exception as exc:
             result["run_statuses"] = [f"run statuses unavailable: {exc!r}"]
         self.recovery()
@@ -542,7 +362,7 @@ class Run:
                 break
             offset += 1000
         index = {tid: i for i, tid in enumerate(self.threads) if tid}
-        runs = await self.runs_per_thread(list(index))
+        runs = await runs_per_thread(self.engine, list(index))
         counts = submissions(self.emulator)
         mine = [counts[t] for t in self.texts]
         statuses: Counter[str] = Counter()
@@ -562,15 +382,15 @@ class Run:
                 errors.append(tid)
             elif status != "idle":
                 lost.append(tid)
-        messages = await self.error_messages(errors)
+        messages = await error_messages(self.clients, errors)
         bridge = await self.bridge_state()
-        undeliverable = await self.undeliverable()
+        stuck = await undeliverable(self.clients)
         run_hist = Counter(runs.get(t, 0) for t in index)
         # Cross-check the database's run counts through the SDK on a sample and the outliers.
         sample = random.Random(1).sample(list(index), min(100, len(index)))
         check = sorted(set(sample) | set(doubled) | {t for t in index if runs.get(t, 0) != 2})
-        sdk_runs = await self.sdk_runs(check[:300])
-        mismatch = {t: (runs.get(t, 0), n) for t, n in sdk_runs.items() if n != runs.get(t, 0)}
+        by_sdk = await sdk_runs(self.clients, check[:300])
+        mismatch = {t: (runs.get(t, 0), n) for t, n in by_sdk.items() if n != runs.get(t, 0)}
         stats = self.emulator.emulator.stats()
         return {
             "enqueued": len(index),
@@ -590,91 +410,11 @@ class Run:
             "runs_hist": run_hist,
             "runs_mismatch": mismatch,
             "bridge": bridge,
-            "undeliverable": undeliverable,
+            "undeliverable": stuck,
             "emulator": {k: stats[k] for k in ("batches_created", "batches_by_status", "calls")},
             "faults_fired": self.chaos.fault_times - faults_left(self.emulator),
             "fired": self.fired(),
         }
-
-    async def runs_per_thread(self, tids: list[str]) -> dict[str, int]:
-        import psycopg
-
-        async with await psycopg.AsyncConnection.connect(self.engine.database_uri) as conn:
-            cur = await conn.execute(
-                "SELECT thread_id::text, count(*) FROM runs WHERE thread_id = ANY(%s::uuid[]) "
-                "GROUP BY thread_id",
-                (tids,),
-            )
-            return {tid: int(n) for tid, n in await cur.fetchall()}
-
-    async def run_statuses(self) -> list[str]:
-        """Runs per graph and status, and the ones the platform gave up on after retries."""
-        import psycopg
-
-        async with await psycopg.AsyncConnection.connect(self.engine.database_uri) as conn:
-            cur = await conn.execute(
-                "SELECT a.graph_id, r.status, count(*) FROM runs r JOIN assistants a "
-                "USING (assistant_id) GROUP BY 1, 2 ORDER BY 1, 2"
-            )
-            by_status = [f"{graph} {status}: {n}" for graph, status, n in await cur.fetchall()]
-            cur = await conn.execute(
-                "SELECT a.graph_id, r.run_id::text, r.thread_id::text, c.count FROM runs r "
-                "JOIN assistants a USING (assistant_id) JOIN retry_counters c USING (run_id) "
-                "WHERE r.status = 'error' ORDER BY r.created_at"
-            )
-            gave_up = [
-                f"{graph} run {run_id} on thread {thread_id} (attempts {n})"
-                for graph, run_id, thread_id, n in await cur.fetchall()
-            ]
-        lines = [f"runs by graph and status: {', '.join(by_status)}"]
-        if gave_up:
-            lines.append(f"runs in error after crash retries: {'; '.join(gave_up[:10])}")
-        return lines
-
-    async def sdk_runs(self, tids: list[str]) -> dict[str, int]:
-        gate = asyncio.Semaphore(20)
-
-        async def one(tid: str) -> tuple[str, int]:
-            async with gate:
-                runs = await self.clients.call(lambda c: c.runs.list(tid, limit=50))
-                return tid, len(runs)
-
-        return dict(await asyncio.gather(*(one(t) for t in tids)))
-
-    async def error_messages(self, tids: list[str]) -> dict[str, list[str]]:
-        gate = asyncio.Semaphore(10)
-
-        async def one(tid: str) -> tuple[str, str]:
-            async with gate:
-
-                async def get(c: LangGraphClient) -> str:
-                    runs = await c.runs.list(tid, limit=50)
-                    for run in runs:
-                        if run["status"] == "error":
-                            joined = await c.runs.join(tid, run["run_id"])
-                            err = (joined or {}).get("__error__") or {}
-                            return f"{err.get('error', '?')}: {err.get('message', joined)}"
-                    return f"no run in error (runs: {[r['status'] for r in runs]})"
-
-                return tid, await self.clients.call(get)
-
-        grouped: dict[str, list[str]] = {}
-        for tid, message in await asyncio.gather(*(one(t) for t in tids[:500])):
-            grouped.setdefault(message[:300], []).append(tid)
-        return grouped
-
-    async def undeliverable(self) -> list[dict[str, Any]]:
-        found = await self.clients.call(
-            lambda c: c.store.search_items(ITEMS_NS, filter={"status": "undeliverable"}, limit=200)
-        )
-        return [
-            {
-                "key": item["key"],
-                "thread_id": item["value"].get("thread_id"),
-                "last_error": item["value"].get("last_error"),
-            }
-            for item in found.get("items", [])
-        ]
 
 
 @click.command()

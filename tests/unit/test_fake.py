@@ -78,3 +78,8 @@ def test_plugs_into_a_batcher_in_a_script():
     with pytest.raises(BatchItemError, match="no"):
         batcher.submit("no")
     assert fake.submitted_batches == 2
+
+
+async def test_the_pytest_plugin_hands_each_test_a_fresh_one(fake_provider: FakeProvider):
+    assert fake_provider.submitted_batches == 0
+    assert await fake_provider.poll(fake_provider.submit(["a"])) == [{"echo": "a"}]
