@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +53,9 @@ class Replays:
 
 @pytest.fixture(scope="module")
 def replays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replays]:
-    yield Replays(tmp_path_factory.mktemp("images"))
+    root = tmp_path_factory.mktemp("images")
+    yield Replays(root)
+    shutil.rmtree(root)  # some 200 MB a virtual environment
 
 
 def write_config(folder: Path, dependencies: list[str]) -> Path:
