@@ -18,7 +18,7 @@ CALLBACK_URL_ENV = "BATCH_BRIDGE_CALLBACK_URL"
 SERVER_URL_ENV = "LANGGRAPH_API_URL"
 """Set by the LangGraph server to its own URL; the default callback URL."""
 
-PAGE_SIZE = 1000
+STORE_PAGE = 1000
 """Store records read or written per round trip."""
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
 from batch_bridge import _trust
-from batch_bridge._constants import PAGE_SIZE
+from batch_bridge._constants import STORE_PAGE
 from batch_bridge._records import (
     ALIAS_KIND,
     ALIASES,
@@ -99,12 +99,12 @@ class Ledger:
         offset = 0
         while True:
             page = await self.store.asearch(
-                self.ns(part), filter=filter, limit=PAGE_SIZE, offset=offset
+                self.ns(part), filter=filter, limit=STORE_PAGE, offset=offset
             )
             offset += len(page)
             for stored in page:  # a record written meanwhile shifts pages: keep one copy
                 found.setdefault(stored.key, stored)
-            if len(page) < PAGE_SIZE:
+            if len(page) < STORE_PAGE:
                 return list(found.values())
 
     async def items(self, status: ItemStatus) -> list[ItemRecord]:
@@ -125,8 +125,8 @@ class Ledger:
     async def get_items(self, keys: Sequence[str]) -> dict[str, ItemRecord]:
         """Many records in one store round trip per page; malformed ones are quarantined."""
         found: dict[str, ItemRecord] = {}
-        for start in range(0, len(keys), PAGE_SIZE):
-            chunk = keys[start : start + PAGE_SIZE]
+        for start in range(0, len(keys), STORE_PAGE):
+            chunk = keys[start : start + STORE_PAGE]
             results = await self.store.abatch([GetOp(self.ns(ITEMS), k) for k in chunk])
             for key, stored in zip(chunk, results, strict=True):
                 if isinstance(stored, Item):
@@ -141,8 +141,8 @@ class Ledger:
         for record in records:
             record.updated_at = now
             ops.append(PutOp(self.ns(ITEMS), record.key, record.to_value(), index=False))
-        for start in range(0, len(ops), PAGE_SIZE):
-            await self.store.abatch(ops[start : start + PAGE_SIZE])
+        for start in range(0, len(ops), STORE_PAGE):
+            await self.store.abatch(ops[start : start + STORE_PAGE])
 
     async def parse_item(self, key: str, value: Any) -> ItemRecord | None:
         try:
@@ -188,8 +188,8 @@ class Ledger:
 
     async def delete(self, part: str, keys: Sequence[str]) -> None:
         """Delete many records, a page per store round trip."""
-        for start in range(0, len(keys), PAGE_SIZE):
-            page = keys[start : start + PAGE_SIZE]
+        for start in range(0, len(keys), STORE_PAGE):
+            page = keys[start : start + STORE_PAGE]
             await self.store.abatch([PutOp(self.ns(part), key, None) for key in page])
 
     async def delete_batch(self, batch_id: str) -> None:

@@ -29,7 +29,8 @@ class Pending:
 
     A plain `None` means "still running, same handle". Provider adapters return `Pending`
     when they had to resubmit part of a batch (expiry, retry, token budget) and the bridge
-    must poll the new handle from now on. The handle must be JSON-serialisable.
+    must poll the new handle from now on. For the bridge graph the handle must be
+    JSON-serialisable (it is stored); script mode keeps it in memory.
     """
 
     handle: Any

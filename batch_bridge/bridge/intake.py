@@ -8,6 +8,7 @@ run that failed since) is quarantined before the provider sees it.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -49,8 +50,11 @@ class CallerCheck:
         """
         ready: list[ItemRecord] = []
         later: list[ItemRecord] = []
+        in_order: dict[str | None, list[ItemRecord]] = defaultdict(list)
+        for record in queued:  # batches keep arrival order, whatever the threads
+            in_order[record.resume_url].append(record)
         for url, by_thread in _callers.by_caller(queued).items():
-            records = [r for rs in by_thread.values() for r in rs]
+            records = in_order[url]
             try:
                 client = self.client_for(url)
             except ConfigError as exc:

@@ -38,11 +38,12 @@ class FakeThreads:
     def waiting(self, record: ItemRecord, *, status: str = "interrupted", item: Any = None) -> None:
         """Make `record`'s thread wait on it (on another item when `item` is given)."""
         value = {"ref": record.key, "digest": record.digest if item is None else digest(item)}
-        self.threads[record.thread_id] = {
-            "thread_id": record.thread_id,
-            "status": status,
-            "interrupts": {"task": [{"id": f"int-{record.interrupt_id}", "value": value}]},
-        }
+        thread = self.threads.setdefault(
+            record.thread_id, {"thread_id": record.thread_id, "interrupts": {}}
+        )
+        thread["status"] = status
+        waits = {"id": f"int-{record.interrupt_id}", "value": value}
+        thread["interrupts"][f"task-{record.interrupt_id}"] = [waits]
 
 
 @dataclass

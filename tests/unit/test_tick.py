@@ -19,10 +19,10 @@ from batch_bridge.types import FlushPolicy
 from .fakes import Clock, FakeClient, FakeProvider, conflict
 
 
-def queued(thread_id: str, item: Any, created_at: float) -> ItemRecord:
+def queued(thread_id: str, item: Any, created_at: float, interrupt: str = "") -> ItemRecord:
     return ItemRecord(
         thread_id=thread_id,
-        interrupt_id=f"i-{thread_id}",
+        interrupt_id=f"i-{thread_id}{interrupt}",
         assistant_id="agent",
         graph_id="agent",
         resume_url=None,
@@ -73,6 +73,21 @@ async def test_a_tick_batches_what_callers_wait_on_and_resumes_each_once():
     assert state["items_submitted"] == 3 and state["items_delivered"] == 3
     assert state["in_flight"] == [] and state["pending"] == 0
     assert client.crons.created == ["* * * * *"]
+
+
+async def test_a_batch_keeps_arrival_order_across_caller_threads():
+    store, client, clock, provider = InMemoryStore(), FakeClient(), Clock(), FakeProvider()
+    ledger = Ledger(store, "bridge")
+    records = [queued("ab"[i % 2], i, clock.now - 10 + i, str(i)) for i in range(4)]
+    await ledger.put_items(records)
+    for record in records:
+        client.threads.waiting(record)
+
+    await make_tick(store, client, clock, provider).run({}, "run-1")
+
+    assert provider.submitted == [[0, 1, 2, 3]]
+    assert len(client.runs.resumes) == 2  # one resume run per caller thread
+    assert set((await statuses(ledger)).values()) == {"delivered"}
 
 
 async def test_a_young_partial_batch_waits_and_the_tick_says_when_to_look_again():
