@@ -1,7 +1,11 @@
-"""Batching outside a graph: items from threads of one process share batches.
+"""Script mode: `Bridge.submit` outside a graph runs the bridge's own batch life cycle.
 
-A daemon thread runs an event loop that applies the same flush rule and poll contract as
-the bridge graph; callers block on (or await) a future for their own result.
+A daemon thread runs an event loop that takes the same passes as the bridge graph
+(`bridge.passes`) over an in-memory store of this process: the same flush rule, submit
+retries, timeouts, poll-error horizon, cancel and release. Callers block on (or await) a
+future for their own result; results are handed to those futures instead of resumed
+threads. Records never leave the process, so they are not signed, and items and handles
+need not be JSON.
 """
 
 from __future__ import annotations
@@ -10,42 +14,109 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import itertools
 import threading
 import time
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from batch_bridge._bridge import call
-from batch_bridge._flush import next_check_in, plan_flush
-from batch_bridge._results import batch_failed, interpret_poll, unwrap
-from batch_bridge.types import FlushPolicy, Pending, PollFunc, SubmitFunc
+from langgraph.store.memory import InMemoryStore
+
+from batch_bridge import _trust
+from batch_bridge._config import Reliability
+from batch_bridge._results import unwrap
+from batch_bridge._store import ITEMS, ItemRecord, Ledger
+from batch_bridge.bridge.batches import Batches
+from batch_bridge.bridge.calls import Provider, call
+from batch_bridge.bridge.intake import Intake, everyone_waits
+from batch_bridge.bridge.passes import Passes
+from batch_bridge.types import FlushPolicy, Pending
+
+LOCAL_THREAD = "local"
+"""The thread id of every script-mode record (the interrupt id is a fresh uuid)."""
+
+
+class Handles:
+    """The provider's handles, kept in this process; the ledger holds a token for each, so a
+    handle need not be JSON (the seed's `Batcher` never required it)."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.user = provider
+        self.by_token: dict[str, Any] = {}
+        self.count = itertools.count(1)
+
+    def _token(self, handle: Any) -> str:
+        token = f"handle-{next(self.count)}"
+        self.by_token[token] = handle
+        return token
+
+    async def submit(self, items: list[Any], **kwargs: Any) -> str:
+        return self._token(await call(self.user.submit, items, **kwargs))
+
+    async def poll(self, token: str) -> Any:
+        result = await call(self.user.poll, self.by_token[token])
+        if isinstance(result, Pending):
+            self.by_token.pop(token, None)
+            return Pending(self._token(result.handle))
+        return result
+
+    async def cancel(self, token: str) -> None:
+        if self.user.cancel is not None:
+            await call(self.user.cancel, self.by_token[token])
+
+    async def release(self, token: str) -> None:
+        handle = self.by_token.pop(token, None)
+        if self.user.release is not None:
+            await call(self.user.release, handle)
+
+    def provider(self) -> Provider:
+        return Provider(self.submit, self.poll, self.cancel, self.user.keyed, self.release)
 
 
 @dataclass
-class _Waiting:
-    item: Any
-    future: concurrent.futures.Future[Any]
-    created_at: float = field(default_factory=time.time)
+class Futures:
+    """Script mode's delivery: each record's result goes to its caller's future."""
 
+    ledger: Ledger
+    waiting: dict[str, concurrent.futures.Future[Any]]
+    delivered: int = 0
 
-@dataclass
-class _InFlight:
-    batch_id: str
-    handle: Any
-    waiting: list[_Waiting]
-    next_poll_at: float
+    async def run(self, records: list[ItemRecord]) -> None:
+        for record in records:
+            future = self.waiting.pop(record.key, None)
+            if future is None or future.done():
+                continue
+            try:
+                future.set_result(unwrap(record.result or {}))
+            except Exception as exc:
+                future.set_exception(exc)
+        self.delivered += len(records)
+        await self.ledger.delete(ITEMS, [r.key for r in records])
 
 
 class LocalRunner:
-    def __init__(self, submit: SubmitFunc, poll: PollFunc, policy: FlushPolicy, name: str):
-        self.submit_func, self.poll_func, self.policy, self.name = submit, poll, policy, name
-        self._pending: list[_Waiting] = []
-        self._in_flight: list[_InFlight] = []
-        self._last_flushed_at = time.time()
+    """One bridge's life cycle in a daemon thread of this process."""
+
+    def __init__(
+        self, provider: Provider, policy: FlushPolicy, reliability: Reliability, name: str
+    ) -> None:
+        self.name = name
+        self.ledger = Ledger(InMemoryStore(), name)
+        self.futures = Futures(self.ledger, {})
+        self.batches = Batches(
+            self.ledger,
+            Handles(provider).provider(),
+            policy,
+            reliability,
+            self.futures.run,
+            time.time,
+        )
+        self.passes = Passes(self.batches, Intake(self.batches, everyone_waits), self.futures)
+        self._arrived: list[tuple[ItemRecord, concurrent.futures.Future[Any]]] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
-        self._count = 0
         self._thread = threading.Thread(
             target=self._loop.run_forever, name=f"batcher-{name}", daemon=True
         )
@@ -58,89 +129,43 @@ class LocalRunner:
         self._main_task.cancel()
         self._thread.join(timeout=2)
 
+    def submit(self, item: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        record = ItemRecord(
+            thread_id=LOCAL_THREAD,
+            interrupt_id=uuid.uuid4().hex,
+            assistant_id=self.name,
+            graph_id=None,
+            resume_url=None,
+            item=item,
+            digest="",
+            created_at=time.time(),
+        )
+        with self._lock:
+            self._arrived.append((record, future))
+        self._loop.call_soon_threadsafe(self._wake.set)
+        return future
+
     async def _run(self) -> None:
+        _trust.in_process_only.set(True)  # this task and every task it starts
         try:
             await self._main()
         finally:
             with self._lock:
-                waiting = [w for w in self._pending] + [
-                    w for b in self._in_flight for w in b.waiting
-                ]
-            for w in waiting:
-                w.future.cancel()
+                waiting = [f for _, f in self._arrived] + list(self.futures.waiting.values())
+            for future in waiting:
+                future.cancel()
             asyncio.get_running_loop().stop()
 
-    def submit(self, item: Any) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        with self._lock:
-            self._pending.append(_Waiting(item, future))
-        self._loop.call_soon_threadsafe(self._wake.set)
-        return future
-
     async def _main(self) -> None:
+        last_flushed = time.time()
         while True:
-            now = time.time()
-            with self._lock:
-                pending = list(self._pending)
-            chunks = plan_flush(
-                pending,
-                payloads=[w.item for w in pending],
-                oldest_at=pending[0].created_at if pending else None,
-                last_flushed_at=self._last_flushed_at,
-                now=now,
-                policy=self.policy,
-            )
-            if chunks:
-                self._last_flushed_at = now
-                taken = {id(w) for chunk in chunks for w in chunk}
-                with self._lock:
-                    self._pending = [w for w in self._pending if id(w) not in taken]
-                await asyncio.gather(*(self._submit(chunk) for chunk in chunks))
-            due = [b for b in self._in_flight if b.next_poll_at <= time.time()]
-            await asyncio.gather(*(self._poll(b) for b in due))
-            with self._lock:
-                oldest = self._pending[0].created_at if self._pending else None
-            delay = next_check_in(
-                has_pending=oldest is not None,
-                oldest_at=oldest,
-                due_times=[b.next_poll_at for b in self._in_flight],
-                now=time.time(),
-                policy=self.policy,
-            )
             self._wake.clear()
+            with self._lock:
+                arrived, self._arrived = self._arrived, []
+            for record, future in arrived:
+                self.futures.waiting[record.key] = future
+            await self.ledger.put_items([record for record, _ in arrived])
+            last_flushed, delay, _ = await self.passes.take(False, last_flushed)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-
-    async def _submit(self, chunk: list[_Waiting]) -> None:
-        self._count += 1
-        batch_id = f"{self.name}-{self._count}"
-        try:
-            handle = await call(self.submit_func, [w.item for w in chunk])
-        except Exception as exc:
-            message = f"Batch {batch_id!r} could not be submitted: {type(exc).__name__}: {exc}"
-            self._settle(chunk, batch_failed(message, len(chunk)))
-            return
-        poll_at = time.time() + self.policy.poll_interval_s
-        self._in_flight.append(_InFlight(batch_id, handle, chunk, poll_at))
-
-    async def _poll(self, batch: _InFlight) -> None:
-        try:
-            result = await call(self.poll_func, batch.handle)
-        except Exception as exc:
-            result = exc
-        outcome = interpret_poll(result, len(batch.waiting), batch.batch_id)
-        if outcome is None or isinstance(outcome, Pending):
-            if isinstance(outcome, Pending):
-                batch.handle = outcome.handle
-            batch.next_poll_at = time.time() + self.policy.poll_interval_s
-            return
-        self._in_flight.remove(batch)
-        self._settle(batch.waiting, outcome)
-
-    @staticmethod
-    def _settle(waiting: list[_Waiting], envelopes: list[dict[str, Any]]) -> None:
-        for w, envelope in zip(waiting, envelopes, strict=True):
-            try:
-                w.future.set_result(unwrap(envelope))
-            except Exception as exc:
-                w.future.set_exception(exc)

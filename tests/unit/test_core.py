@@ -21,8 +21,8 @@ from batch_bridge import (
     WaitOutsideGraphError,
     wait,
 )
-from batch_bridge._flush import next_check_in, plan_flush
 from batch_bridge._results import failed, interpret_poll, ok, unwrap
+from batch_bridge.bridge.flush import next_check_in, plan_flush
 from batch_bridge.testing import FakeProvider
 from batch_bridge.types import FlushPolicy
 
@@ -191,7 +191,7 @@ def test_exports_are_sorted_complete_and_documented():
     ],
 )
 def test_callers_wake_the_bridge_only_when_no_tick_is_sure_to_read_the_queue(marker, now, wake):
-    from batch_bridge._bridge import needs_wake
+    from batch_bridge._marker import needs_wake
     from batch_bridge._trust import sign
 
     assert needs_wake(None if marker is None else sign(marker), now) is wake
