@@ -2,7 +2,7 @@
 
 Registered in langgraph.json, an instance is the bridge graph. Called inside a graph node on
 a LangGraph server, `submit` interrupts the thread and the bridge resumes it. Called anywhere
-else, `submit` runs the same batch life cycle in-process (`_local`).
+else, `submit` runs the same batch life cycle in-process (`bridge.local`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from batch_bridge._config import (
     Reliability,
 )
 from batch_bridge._constants import check_bridge_name
-from batch_bridge._local import LocalRunner
 from batch_bridge._wait import wait, wait_sync
 from batch_bridge.bridge.calls import CancelFunc, Provider, accepts_idempotency_key
 from batch_bridge.bridge.graph import build_bridge_graph
+from batch_bridge.bridge.local import LocalRunner
 from batch_bridge.types import FlushPolicy, PollFunc, ShouldFlushFunc, SubmitFunc, _seconds
 
 __all__ = ["Batcher", "Bridge"]

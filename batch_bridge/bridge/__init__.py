@@ -9,4 +9,5 @@
 - `deliver`: confirmed, exactly-once resumes of caller threads
 - `upkeep`: tick marker, safety cron, orphan sweep, purge
 - `calls`: calling the user's provider functions, bounded in time and number
+- `local`: script mode, the same passes over an in-process store, results to futures
 """

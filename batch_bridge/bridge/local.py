@@ -1,4 +1,4 @@
-"""Script mode: `Bridge.submit` outside a graph runs the bridge's own batch life cycle.
+"""Script mode: the bridge in-process. `Bridge.submit` outside a graph runs its batch life cycle.
 
 A daemon thread runs an event loop that takes the same passes as the bridge graph
 (`bridge.passes`) over an in-memory store of this process: the same flush rule, submit
