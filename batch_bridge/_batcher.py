@@ -2,7 +2,7 @@
 
 Registered in langgraph.json, an instance is the bridge graph. Called inside a graph node on
 a LangGraph server, `submit` interrupts the thread and the bridge resumes it. Called anywhere
-else, `submit` batches in-process with the same rules.
+else, `submit` runs the same batch life cycle in-process (`bridge.local`).
 """
 
 from __future__ import annotations
@@ -15,26 +15,31 @@ from typing import Any
 from langgraph.config import get_config
 from langgraph.graph.state import CompiledStateGraph
 
-from batch_bridge._bridge import (
-    CancelFunc,
-    Provider,
+from batch_bridge._config import (
+    DEFAULT_DELIVERY_HORIZON_S,
+    DEFAULT_MAX_BATCH_AGE_S,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_POLL_ERROR_HORIZON_S,
+    DEFAULT_POLL_INTERVAL_S,
+    DEFAULT_PROVIDER_TIMEOUT_S,
+    DEFAULT_SAFETY_CRON,
+    DeliveryPolicy,
     Reliability,
-    accepts_idempotency_key,
-    build_bridge_graph,
 )
 from batch_bridge._constants import check_bridge_name
-from batch_bridge._deliver import DeliveryPolicy
-from batch_bridge._local import LocalRunner
 from batch_bridge._wait import wait, wait_sync
+from batch_bridge.bridge.calls import CancelFunc, Provider, accepts_idempotency_key
+from batch_bridge.bridge.graph import build_bridge_graph
+from batch_bridge.bridge.local import LocalRunner
 from batch_bridge.types import FlushPolicy, PollFunc, ShouldFlushFunc, SubmitFunc, _seconds
 
 __all__ = ["Batcher", "Bridge"]
 
-_DEFAULT_AGE = timedelta(minutes=1)
-_DEFAULT_POLL = timedelta(seconds=30)
-_DEFAULT_TIMEOUT = timedelta(minutes=10)
-_DEFAULT_HORIZON = timedelta(hours=6)
-_DEFAULT_POLL_ERRORS = timedelta(hours=1)
+_DEFAULT_AGE = timedelta(seconds=DEFAULT_MAX_BATCH_AGE_S)
+_DEFAULT_POLL = timedelta(seconds=DEFAULT_POLL_INTERVAL_S)
+_DEFAULT_TIMEOUT = timedelta(seconds=DEFAULT_PROVIDER_TIMEOUT_S)
+_DEFAULT_HORIZON = timedelta(seconds=DEFAULT_DELIVERY_HORIZON_S)
+_DEFAULT_POLL_ERRORS = timedelta(seconds=DEFAULT_POLL_ERROR_HORIZON_S)
 
 
 def _positive(value: timedelta | float, name: str) -> float:
@@ -72,14 +77,15 @@ def _in_server_graph() -> bool:
 class Bridge:
     """A bridge: the flush rule plus the provider's submit/poll, usable three ways.
 
-    `submit(items) -> batch_id` and `poll(batch_id)` may be sync or async. Poll returns None
+    `submit(items) -> handle` and `poll(handle)` may be sync or async; the handle is whatever
+    the provider needs to find the batch again (JSON for the bridge graph). Poll returns None
     while the batch runs, results in submission order when done, or an exception (returned)
     when the whole batch failed; an exception inside the results fails only that item.
 
     A `submit` that accepts an `idempotency_key` keyword gets the bridge's batch id and must
     return the same batch for the same key: then a submit retried after a crash is exactly
     once (`OpenAIBatch` does this). Without it a crash mid-submit may submit twice.
-    `cancel(batch_id)` stops a batch the bridge gives up on; `release(batch_id)` deletes the
+    `cancel(handle)` stops a batch the bridge gives up on; `release(handle)` deletes the
     provider's copies once the results are recorded (the adapters' `release`).
     `provider_timeout` bounds every provider call; `delivery_horizon` is how long refused
     resumes are retried;
@@ -94,7 +100,7 @@ class Bridge:
         *,
         submit: SubmitFunc,
         poll: PollFunc,
-        max_batch_size: int = 50_000,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_batch_age: timedelta | float | None = _DEFAULT_AGE,
         should_flush: ShouldFlushFunc | None = None,
         name: str = "bridge",
@@ -103,7 +109,7 @@ class Bridge:
         provider_timeout: timedelta | float = _DEFAULT_TIMEOUT,
         delivery_horizon: timedelta | float = _DEFAULT_HORIZON,
         poll_error_horizon: timedelta | float = _DEFAULT_POLL_ERRORS,
-        safety_cron: str | None = "* * * * *",
+        safety_cron: str | None = DEFAULT_SAFETY_CRON,
         release: CancelFunc | None = None,
     ) -> None:
         if not callable(submit) or not callable(poll):
@@ -148,7 +154,7 @@ class Bridge:
     def _local(self) -> LocalRunner:
         with self._runner_lock:
             if self._runner is None:
-                self._runner = LocalRunner(self.submit_func, self.poll_func, self.policy, self.name)
+                self._runner = LocalRunner(self.provider, self.policy, self.reliability, self.name)
             return self._runner
 
     def submit(self, item: Any) -> Any:
@@ -176,7 +182,7 @@ class Batcher(Bridge):
         self,
         submit_func: SubmitFunc,
         poll_func: PollFunc,
-        max_batch_size: int = 50_000,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_batch_age: timedelta | float | None = _DEFAULT_AGE,
         should_flush_func: ShouldFlushFunc | None = None,
         name: str = "bridge",

@@ -17,12 +17,9 @@ from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from batch_bridge import _trust
-from batch_bridge._constants import (
-    SERVER_URL_ENV,
-    TICK_MARKER,
-    bridge_thread_id,
-    tick_marker,
-)
+from batch_bridge._config import DEFAULT_SAFETY_CRON
+from batch_bridge._constants import SERVER_URL_ENV, bridge_thread_id
+from batch_bridge._marker import TICK_MARKER, tick_marker
 from batch_bridge._store import META, namespace
 from batch_bridge.errors import ConfigError, PlatformError
 
@@ -212,7 +209,7 @@ async def ensure_cron(
     client: LangGraphClient,
     *,
     bridge: str = "bridge",
-    schedule: str = "* * * * *",
+    schedule: str = DEFAULT_SAFETY_CRON,
     flush: bool = False,
     multitask_strategy: str = "enqueue",
 ) -> str:

@@ -13,7 +13,12 @@ from typing import Any
 
 from batch_bridge._constants import RESULT_KIND
 from batch_bridge._store import check_storable
-from batch_bridge.errors import _ERRORS_BY_NAME, BatchFailedError, BatchItemError
+from batch_bridge.errors import (
+    _ERRORS_BY_NAME,
+    BatchBridgeError,
+    BatchFailedError,
+    BatchItemError,
+)
 from batch_bridge.types import Pending
 
 Envelope = dict[str, Any]
@@ -54,8 +59,6 @@ def failed(error: BaseException) -> Envelope:
 
 
 def _describe(error: BaseException) -> str:
-    from batch_bridge.errors import BatchBridgeError
-
     text = str(error) or type(error).__name__
     return text if isinstance(error, BatchBridgeError) else f"{type(error).__name__}: {text}"
 

@@ -20,15 +20,14 @@ from langgraph.errors import GraphInterrupt
 from langgraph.types import interrupt
 
 from batch_bridge import _client
-from batch_bridge._bridge import needs_wake
 from batch_bridge._constants import (
     BRIDGE_URL_ENV,
     CALLBACK_URL_ENV,
     SERVER_URL_ENV,
-    TICK_MARKER,
     WAIT_KIND,
     check_bridge_name,
 )
+from batch_bridge._marker import TICK_MARKER, needs_wake
 from batch_bridge._results import is_envelope, unwrap
 from batch_bridge._store import (
     ALIASES,

@@ -7,6 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
+from batch_bridge._config import (
+    DEFAULT_MAX_BATCH_AGE_S,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_POLL_INTERVAL_S,
+    DEFAULT_READ_QUEUE_UP_TO,
+)
+
 __all__ = [
     "Pending",
     "PollFunc",
@@ -22,7 +29,8 @@ class Pending:
 
     A plain `None` means "still running, same handle". Provider adapters return `Pending`
     when they had to resubmit part of a batch (expiry, retry, token budget) and the bridge
-    must poll the new handle from now on. The handle must be JSON-serialisable.
+    must poll the new handle from now on. For the bridge graph the handle must be
+    JSON-serialisable (it is stored); script mode keeps it in memory.
     """
 
     handle: Any
@@ -35,10 +43,12 @@ PollResult: TypeAlias = "Pending | Sequence[Any] | BaseException | None"
 An exception inside the sequence fails only that item."""
 
 SubmitFunc: TypeAlias = Callable[[list[Any]], Any | Awaitable[Any]]
-"""Sends a list of items to the provider; returns a JSON-serialisable batch handle."""
+"""Sends a list of items to the provider; returns the batch's *handle* (JSON-serialisable
+for the bridge graph): whatever the provider needs to find the batch again. Not the
+bridge's own batch id, which the bridge passes as `idempotency_key` when submit takes one."""
 
 PollFunc: TypeAlias = Callable[[Any], "PollResult | Awaitable[PollResult]"]
-"""Checks a batch handle; returns a `PollResult` (or raises for a whole-batch failure)."""
+"""Checks the batch a handle names; returns a `PollResult` (or raises for a whole-batch failure)."""
 
 ShouldFlushFunc: TypeAlias = Callable[[list[Any], datetime], bool]
 """Custom flush rule: `should_flush(items, last_flushed)`, with items in arrival order."""
@@ -60,15 +70,15 @@ def _seconds(value: float | timedelta | None, field: str) -> float | None:
 class FlushPolicy:
     """When pending items become a batch, and how often running batches are polled."""
 
-    max_batch_size: int = 50_000
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     """Flush as soon as this many items are pending (and never put more in one batch)."""
-    max_batch_age_s: float | None = 60.0
+    max_batch_age_s: float | None = DEFAULT_MAX_BATCH_AGE_S
     """Flush everything once the oldest pending item has waited this long (seconds)."""
     should_flush: ShouldFlushFunc | None = None
     """Custom rule; flushes everything pending when it returns True."""
-    poll_interval_s: float = 30.0
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     """Seconds between two polls of a running batch, and between two checks of the queue."""
-    read_queue_up_to: int = 1000
+    read_queue_up_to: int = DEFAULT_READ_QUEUE_UP_TO
     """Up to this many queued items every pass reads the whole queue; above, a pass reads
     it only when a flush may be due (reading is O(queue): every payload and signature)."""
 
@@ -82,7 +92,7 @@ class FlushPolicy:
         poll_interval: float | timedelta | None,
     ) -> FlushPolicy:
         """Normalise user keywords (numbers or timedeltas) and name the field at fault."""
-        size = 50_000 if max_batch_size is None else max_batch_size
+        size = DEFAULT_MAX_BATCH_SIZE if max_batch_size is None else max_batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"max_batch_size must be a positive int, got {max_batch_size!r}")
         if should_flush is not None and not callable(should_flush):
@@ -94,5 +104,5 @@ class FlushPolicy:
             max_batch_size=size,
             max_batch_age_s=_seconds(max_batch_age, "max_batch_age"),
             should_flush=should_flush,
-            poll_interval_s=30.0 if poll is None else poll,
+            poll_interval_s=DEFAULT_POLL_INTERVAL_S if poll is None else poll,
         )

@@ -22,25 +22,19 @@ from langgraph.types import Send, interrupt
 
 from batch_bridge import Bridge, wait
 from batch_bridge.providers.openai import OpenAIBatch, wrap_openai
+from batch_bridge.testing import FakeProvider
 
-_batches: dict[str, list[Any]] = {}
 AGE_S = float(os.environ.get("BENCH_MAX_BATCH_AGE_S", "1"))
 POLL_S = float(os.environ.get("BENCH_POLL_INTERVAL_S", "1"))
 SIZE = int(os.environ.get("BENCH_MAX_BATCH_SIZE", "50000"))
-
-
-def submit(items: list[Any]) -> str:
-    batch_id = f"b{len(_batches)}"
-    _batches[batch_id] = items
-    return batch_id
-
-
-def poll(batch_id: str) -> list[Any]:
-    return [{"echo": item} for item in _batches.pop(batch_id)]
-
+_fake = FakeProvider()  # answers {"echo": item} at once; `langgraph dev` is one process
 
 bridge = Bridge(
-    submit=submit, poll=poll, max_batch_size=50_000, max_batch_age=AGE_S, poll_interval=POLL_S
+    submit=_fake.submit,
+    poll=_fake.poll,
+    max_batch_size=50_000,
+    max_batch_age=AGE_S,
+    poll_interval=POLL_S,
 )
 _provider = OpenAIBatch(retry_backoff_s=0.2)
 log = logging.getLogger("batch_bridge.bench")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sys
 import tempfile
 import time
 import uuid
@@ -41,7 +42,6 @@ from rich.table import Table
 from batch_bridge import bridge_thread_id
 from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.testing.devserver import DevServer
-from batch_bridge.testing.prodengine import ProdEngine, ensure_prod_engine_installed
 
 HERE = Path(__file__).resolve().parent
 console = Console()
@@ -55,6 +55,11 @@ def server(engine: str, workers: int, env: dict[str, str], jobs: int) -> Iterato
             with DevServer(Path(workdir), GRAPHS, base_dir=HERE, env=env, jobs=jobs) as dev:
                 yield dev
         else:
+            # The PostgreSQL engine is the tests' own tool (tests/support), not the library's.
+            sys.path.insert(0, str(HERE.parent))
+            from tests.support.install import ensure_prod_engine_installed
+            from tests.support.prodengine import ProdEngine
+
             ensure_prod_engine_installed()
             with ProdEngine(
                 Path(workdir), GRAPHS, workers=workers, env=env, jobs=jobs, base_dir=HERE
@@ -76,7 +81,7 @@ def server_log(running: Any) -> str:
 
 def pg_bytes(running: Any) -> tuple[int, int] | None:
     """(store table bytes, WAL position) of the engine's database."""
-    if not isinstance(running, ProdEngine):
+    if isinstance(running, DevServer):
         return None
     import psycopg
 

@@ -27,18 +27,19 @@ DEFAULTS = {
 }[PROFILE]
 
 
-def _setting(name: str, default: str | None = None) -> str:
-    return os.environ.get(f"BATCH_BRIDGE_{name}", default or DEFAULTS[name])
+def _setting(name: str) -> str:
+    return os.environ.get(f"BATCH_BRIDGE_{name}", DEFAULTS[name])
 
 
 provider = OpenAIBatch(retry_backoff_s=float(_setting("RETRY_BACKOFF_S")))
+_size = os.environ.get("BATCH_BRIDGE_MAX_BATCH_SIZE")
 
 bridge = Bridge(
     submit=provider.submit,  # takes the bridge's batch id as its idempotency key
     poll=provider.poll,
     cancel=provider.cancel,
     release=provider.release,
-    max_batch_size=int(_setting("MAX_BATCH_SIZE", "50000")),
     max_batch_age=float(_setting("MAX_BATCH_AGE_S")),
     poll_interval=float(_setting("POLL_INTERVAL_S")),
+    **({"max_batch_size": int(_size)} if _size else {}),  # else Bridge's default
 )

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from batch_bridge.testing.devserver import DevServer
-from batch_bridge.testing.prodengine import ProdEngine, ensure_prod_engine_installed
+from tests.support.install import ensure_prod_engine_installed
+from tests.support.prodengine import ProdEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 E2E_GRAPHS = ROOT / "tests" / "e2e" / "graphs"

@@ -4,6 +4,8 @@
 - `openai_env`: points OPENAI_BASE_URL / OPENAI_API_KEY at it for one test, so code that
   builds `AsyncOpenAI()` from the environment (and servers it starts) talks to the emulator.
 - `anthropic_env`: the same for ANTHROPIC_BASE_URL / ANTHROPIC_API_KEY and `AsyncAnthropic()`.
+- `fake_provider`: a fresh in-process `FakeProvider` for one test
+  (`Bridge(submit=fake_provider.submit, poll=fake_provider.poll)`), echoing each item at once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # the emulator needs the [testing] extra: import it only when used
+    from batch_bridge.testing.fake import FakeProvider
     from batch_bridge.testing.server import EmulatorServer
 
 
@@ -42,3 +45,10 @@ def anthropic_env(
     monkeypatch.setenv("ANTHROPIC_BASE_URL", batch_api_emulator.anthropic_base_url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "emulator")
     return batch_api_emulator
+
+
+@pytest.fixture
+def fake_provider() -> FakeProvider:
+    from batch_bridge.testing.fake import FakeProvider
+
+    return FakeProvider()

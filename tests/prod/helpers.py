@@ -12,8 +12,8 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from batch_bridge.testing import EmulatorServer
-from batch_bridge.testing.prodengine import ProdEngine
 from tests.e2e.helpers import until
+from tests.support.prodengine import ProdEngine
 
 
 def live_client(engine: ProdEngine) -> LangGraphClient:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 
-from batch_bridge.testing.prodengine import ProdEngine
 from tests.conftest import start_prod_engine
 from tests.e2e.helpers import until
+from tests.support.prodengine import ProdEngine
 
 GRAPHS = Path(__file__).resolve().parent / "graphs" / "smoke.py"
 

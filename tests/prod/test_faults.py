@@ -18,7 +18,6 @@ import pytest
 
 from batch_bridge import bridge_thread_id
 from batch_bridge.testing import Emulator, EmulatorServer
-from batch_bridge.testing.prodengine import ProdEngine
 from tests.conftest import start_prod_engine
 from tests.e2e.helpers import until
 from tests.prod.helpers import (
@@ -31,6 +30,7 @@ from tests.prod.helpers import (
     start_callers,
     submissions,
 )
+from tests.support.prodengine import ProdEngine
 
 GRAPHS = Path(__file__).resolve().parent / "graphs" / "faults.py"
 NAMES = [

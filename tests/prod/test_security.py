@@ -22,10 +22,10 @@ from langgraph_sdk import get_client
 from batch_bridge import _trust, bridge_thread_id
 from batch_bridge._store import ItemRecord, digest
 from batch_bridge.testing import Emulator, EmulatorServer
-from batch_bridge.testing.prodengine import ProdEngine
 from tests.conftest import start_prod_engine
 from tests.e2e.helpers import until
 from tests.prod.helpers import assert_exactly_once, questions, start_callers, submissions
+from tests.support.prodengine import ProdEngine
 
 GRAPHS = Path(__file__).resolve().parent / "graphs" / "faults.py"
 NAMES = ["bridge", "agent", "held_bridge", "held_agent"]

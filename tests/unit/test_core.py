@@ -21,8 +21,9 @@ from batch_bridge import (
     WaitOutsideGraphError,
     wait,
 )
-from batch_bridge._flush import next_check_in, plan_flush
 from batch_bridge._results import failed, interpret_poll, ok, unwrap
+from batch_bridge.bridge.flush import next_check_in, plan_flush
+from batch_bridge.testing import FakeProvider
 from batch_bridge.types import FlushPolicy
 
 
@@ -132,22 +133,13 @@ async def test_wait_outside_a_graph_says_where_to_call_it():
 
 
 def make_batcher(**kw):
-    batches: list[list[str]] = []
-
-    def submit(items):
-        batches.append(list(items))
-        return len(batches) - 1
-
-    async def poll(batch_id):
-        items = batches[batch_id]
-        return [ValueError(f"bad {i}") if i.startswith("bad") else f"done {i}" for i in items]
-
+    fake = FakeProvider(lambda i: ValueError(f"bad {i}") if i.startswith("bad") else f"done {i}")
     defaults = {"max_batch_size": 4, "max_batch_age": 0.3, "poll_interval": 0.05}
-    return Batcher(submit, poll, **{**defaults, **kw}), batches
+    return Batcher(fake.submit, fake.poll, **{**defaults, **kw}), fake
 
 
 def test_batcher_submit_outside_a_graph_batches_concurrent_threads():
-    batcher, batches = make_batcher()
+    batcher, fake = make_batcher()
     results: dict[int, str] = {}
 
     def call(i):
@@ -159,17 +151,17 @@ def test_batcher_submit_outside_a_graph_batches_concurrent_threads():
     for t in threads:
         t.join(timeout=10)
     assert results == {i: f"done item{i}" for i in range(10)}
-    assert sorted(len(b) for b in batches) == [2, 4, 4]
+    assert sorted(len(b) for b in fake.batches.values()) == [2, 4, 4]
 
 
 async def test_batcher_asubmit_outside_a_graph_and_item_errors():
-    batcher, batches = make_batcher()
+    batcher, fake = make_batcher()
     got = await asyncio.gather(
         batcher.asubmit("a"), batcher.asubmit("bad b"), return_exceptions=True
     )
     assert got[0] == "done a"
     assert isinstance(got[1], BatchItemError) and "bad b" in str(got[1])
-    assert batches == [["a", "bad b"]]
+    assert list(fake.batches.values()) == [["a", "bad b"]]
 
 
 def test_batcher_is_registrable_as_a_graph():
@@ -199,7 +191,7 @@ def test_exports_are_sorted_complete_and_documented():
     ],
 )
 def test_callers_wake_the_bridge_only_when_no_tick_is_sure_to_read_the_queue(marker, now, wake):
-    from batch_bridge._bridge import needs_wake
+    from batch_bridge._marker import needs_wake
     from batch_bridge._trust import sign
 
     assert needs_wake(None if marker is None else sign(marker), now) is wake

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from langgraph.store.memory import InMemoryStore
 
-from batch_bridge import ConfigError, _bridge
-from batch_bridge._bridge import accepts_idempotency_key
+from batch_bridge import ConfigError
+from batch_bridge._config import Reliability
 from batch_bridge._store import (
     ALIASES,
     BATCHES,
@@ -23,7 +23,8 @@ from batch_bridge._store import (
 )
 from batch_bridge._trust import sign, unsigned
 from batch_bridge._wait import _enqueue_steps, _plan
-from batch_bridge.types import FlushPolicy
+from batch_bridge.bridge.calls import accepts_idempotency_key
+from batch_bridge.bridge.upkeep import Upkeep
 
 
 def record(**kw) -> ItemRecord:
@@ -193,12 +194,11 @@ async def test_handles_are_stored_apart_and_written_only_when_they_change():
     assert await store.aget(ledger.ns(HANDLES), "bb_1") is None
 
 
-async def test_purge_forgets_only_delivered_records_past_retention(monkeypatch):
+async def test_purge_forgets_only_delivered_records_past_retention():
     store = InMemoryStore()
-    monkeypatch.setattr(_bridge, "get_store", lambda: store)
-    provider = _bridge.Provider(submit=lambda items: "b", poll=lambda handle: None)
-    tick = _bridge.Tick("bridge", provider, FlushPolicy(), _bridge.Reliability(retention_s=60))
-    now = tick.now
+    ledger = Ledger(store, "bridge")
+    upkeep = Upkeep(ledger, client=None, reliability=Reliability(retention_s=60))
+    now = 10_000.0
     cases = {
         "old": ("delivered", now - 3600),
         "fresh": ("delivered", now - 10),
@@ -208,12 +208,12 @@ async def test_purge_forgets_only_delivered_records_past_retention(monkeypatch):
     for name, (status, updated_at) in cases.items():
         kept = record(thread_id=name, status=status, alias=f"alias-{name}")
         kept.updated_at = updated_at
-        await store.aput(tick.ledger.ns(ITEMS), kept.key, kept.to_value(), index=False)
-        await store.aput(tick.ledger.ns(ALIASES), kept.alias, alias_value(kept.key), index=False)
+        await store.aput(ledger.ns(ITEMS), kept.key, kept.to_value(), index=False)
+        await store.aput(ledger.ns(ALIASES), kept.alias, alias_value(kept.key), index=False)
 
-    await tick._purge()
+    await upkeep.purge(now)
 
-    items = {stored.key.split(":")[0] for stored in await tick.ledger.search(ITEMS)}
-    aliases = {stored.key for stored in await tick.ledger.search(ALIASES)}
+    items = {stored.key.split(":")[0] for stored in await ledger.search(ITEMS)}
+    aliases = {stored.key for stored in await ledger.search(ALIASES)}
     assert items == {"fresh", "queued", "undeliverable"}
     assert aliases == {"alias-fresh", "alias-queued", "alias-undeliverable"}

@@ -3,55 +3,54 @@
 Items are strings or dicts. A dict with "fail" fails only that item with its message; a dict
 with "fail_batch" fails its whole batch; one with "reject_submit" makes submit raise; one
 with "wrong_length" makes poll return one result too many; one with "latency" holds its batch
-that many seconds. Results carry the batch id and
-size so tests can see how items were batched.
+that many seconds. Results carry the batch id and size so tests can see how items were
+batched. `langgraph dev` runs one process, so the provider keeps its batches in memory.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from batch_bridge import Batcher, BatchItemError, Bridge
+from batch_bridge.testing import FakeProvider
 
 LATENCY_S = 0.5
-_batches: dict[str, tuple[float, list[Any]]] = {}
-
-
-def submit(items: list[Any]) -> str:
-    if any(_flag(i, "reject_submit") for i in items):
-        raise ConnectionError("provider unreachable")
-    batch_id = f"fake_{uuid.uuid4().hex[:8]}"
-    _batches[batch_id] = (time.time(), list(items))
-    return batch_id
 
 
 def _flag(item: Any, key: str) -> Any:
     return item.get(key) if isinstance(item, dict) else None
 
 
-async def poll(batch_id: str) -> Any:
-    await asyncio.sleep(0)
-    created, items = _batches[batch_id]
-    latency = max([LATENCY_S] + [_flag(i, "latency") or 0 for i in items])
-    if time.time() - created < latency:
-        return None
-    if any(_flag(i, "fail_batch") for i in items):
-        return RuntimeError(f"provider rejected batch {batch_id}")
-    results: list[Any] = [
-        BatchItemError(_flag(i, "fail"))
-        if _flag(i, "fail")
-        else {"echo": i, "batch_id": batch_id, "batch_size": len(items)}
-        for i in items
-    ]
-    if any(_flag(i, "wrong_length") for i in items):
-        results.append({"echo": "extra"})
-    return results
+class FlaggedProvider(FakeProvider):
+    """The fake provider, with the faults the items' flags ask for."""
 
+    def submit(self, items: list[Any]) -> str:
+        if any(_flag(i, "reject_submit") for i in items):
+            raise ConnectionError("provider unreachable")
+        return super().submit(items)
+
+    def delay_for(self, items: list[Any]) -> float:
+        return max([self.delay] + [_flag(i, "latency") or 0 for i in items])
+
+    def results(self, handle: str, items: list[Any]) -> Sequence[Any] | BaseException:
+        if any(_flag(i, "fail_batch") for i in items):
+            return RuntimeError(f"provider rejected batch {handle}")
+        results: list[Any] = [
+            BatchItemError(_flag(i, "fail"))
+            if _flag(i, "fail")
+            else {"echo": i, "batch_id": handle, "batch_size": len(items)}
+            for i in items
+        ]
+        if any(_flag(i, "wrong_length") for i in items):
+            results.append({"echo": "extra"})
+        return results
+
+
+provider = FlaggedProvider(delay=LATENCY_S)
+submit, poll = provider.submit, provider.poll
 
 bridge = Bridge(
     submit=submit, poll=poll, max_batch_size=10, max_batch_age=timedelta(seconds=2), poll_interval=1

@@ -13,72 +13,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
-from batch_bridge import _client
+from batch_bridge import _callers, _client
+from batch_bridge._config import BUSY_THREAD_RETRY_S, DeliveryPolicy
 from batch_bridge._store import ItemRecord, Ledger
+from batch_bridge.bridge.calls import Clock
 from batch_bridge.errors import ConfigError
 
 log = logging.getLogger("batch_bridge")
-
-BUSY_RETRY_S = 1.0
-THREAD_PAGE = 100
-"""Caller threads read with one search, and their tries recorded with one write."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeliveryPolicy:
-    horizon_s: float = 6 * 3600.0
-    """How long refused resumes are retried before the item is undeliverable."""
-    backoff_s: float = 1.0
-    """First wait after a refused resume; doubles each time."""
-    backoff_cap_s: float = 300.0
-    concurrency: int = 20
-
-
-async def guarded(gate: asyncio.Semaphore, job: Callable[[], Awaitable[Any]]) -> None:
-    """Run one job when `gate` lets it; a failing job is logged, never raised."""
-    async with gate:
-        try:
-            await job()
-        except Exception:
-            log.exception("bridge step failed; it is retried on a later tick")
-
-
-async def bounded(jobs: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> None:
-    """Run jobs with at most `limit` at once; one failing job never stops the others."""
-    gate = asyncio.Semaphore(limit)
-    await asyncio.gather(*(guarded(gate, j) for j in jobs))
-
-
-def waiting_calls(thread: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
-    """Record key (the `ref` a waiting call carries) -> (pending interrupt id, item digest).
-
-    Matching by ref rather than by interrupt id covers a caller whose run was retried after
-    a crash: its interrupt id changed, but its call found and kept the same record.
-    """
-    waiting: dict[str, tuple[str, str | None]] = {}
-    for interrupts in (thread.get("interrupts") or {}).values():
-        for pending in interrupts or []:
-            value = pending.get("value")
-            if isinstance(value, dict) and isinstance(value.get("ref"), str):
-                waiting[value["ref"]] = (pending["id"], value.get("digest"))
-    return waiting
 
 
 class Deliverer:
     """Resumes the callers of one tick's due results, one resume run per caller thread."""
 
-    def __init__(self, ledger: Ledger, policy: DeliveryPolicy) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        policy: DeliveryPolicy,
+        client_for: _callers.ClientFor,
+        clock: Clock,
+    ) -> None:
         self.ledger = ledger
         self.policy = policy
-        self.now = time.time()
+        self.client_for = client_for
+        self.clock = clock
+        self.now = clock()
         self.delivered = 0
         self.undeliverable = 0
 
@@ -86,36 +48,28 @@ class Deliverer:
         """Deliver in pages of caller threads: one search reads a page of threads, one write
         records every try of the page before its resumes go out, one write confirms them,
         so the store work per item stays flat however many results wait."""
-        self.now = time.time()  # a batch that ended mid-tick is due now, not at the tick's start
-        groups: dict[str | None, dict[str, list[ItemRecord]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
-        for record in records:
-            if record.next_attempt_at <= self.now:
-                groups[record.resume_url][record.thread_id].append(record)
-        for url, by_thread in groups.items():
-            ids = list(by_thread)
-            for start in range(0, len(ids), THREAD_PAGE):
-                page = {t: by_thread[t] for t in ids[start : start + THREAD_PAGE]}
+        self.now = self.clock()  # a batch that ended mid-tick is due now, not at tick start
+        due = [r for r in records if r.next_attempt_at <= self.now]
+        for url, by_thread in _callers.by_caller(due).items():
+            for page in _callers.pages(by_thread):
                 try:
                     await self._page(url, page)
                 except Exception:
                     log.exception("delivery of a page of results failed; retried next tick")
 
-    async def _page(self, url: str | None, page: dict[str, list[ItemRecord]]) -> None:
+    async def _page(self, url: str | None, page: _callers.Threads) -> None:
         try:
-            client = _client.callback_client(url)
+            client = self.client_for(url)
         except ConfigError as exc:
             await self._give_up([r for rs in page.values() for r in rs], str(exc))
             return
         try:
-            found = await client.threads.search(ids=list(page), limit=len(page))
+            threads = await _callers.read_threads(client, list(page))
         except Exception as exc:
             await self._refused(
                 [r for rs in page.values() for r in rs], f"could not read caller threads: {exc!r}"
             )
             return
-        threads = {t["thread_id"]: dict(t) for t in found}
         ready: dict[str, list[tuple[str, ItemRecord]]] = {}
         for thread_id, records in page.items():
             thread = threads.get(thread_id)
@@ -152,21 +106,19 @@ class Deliverer:
         self, thread_id: str, thread: dict[str, Any], records: list[ItemRecord]
     ) -> list[tuple[str, ItemRecord]]:
         """The records this thread waits on now, with their interrupt ids; settles the rest."""
-        waiting = waiting_calls(thread)
         ready: list[tuple[str, ItemRecord]] = []
         later: list[ItemRecord] = []
         for record in records:
-            if record.key in waiting:
-                interrupt_id, digest = waiting[record.key]
-                if digest == record.digest:
-                    ready.append((interrupt_id, record))
-                else:
-                    await self._give_up(
-                        [record],
-                        f"thread {thread_id!r} waits on {record.key!r} for another item "
-                        "(digest mismatch); not resuming it",
-                    )
-            elif thread.get("status") == "busy":
+            seen = _callers.verdict(record, thread)
+            if seen.seen == "waits" and seen.interrupt_id is not None:
+                ready.append((seen.interrupt_id, record))
+            elif seen.seen == "other_item":
+                await self._give_up(
+                    [record],
+                    f"thread {thread_id!r} waits on {record.key!r} for another item "
+                    "(digest mismatch); not resuming it",
+                )
+            elif seen.seen == "busy":
                 later.append(record)
             elif record.attempts > 0:
                 await self._confirm([record])
@@ -174,7 +126,7 @@ class Deliverer:
                 await self._give_up(
                     [record],
                     f"thread {thread_id!r} no longer waits on {record.key!r} "
-                    f"(status {thread.get('status')!r})",
+                    f"(status {seen.status!r})",
                 )
         if later:
             await self._busy(later)
@@ -226,7 +178,7 @@ class Deliverer:
             await self._give_up(expired, "caller thread stayed busy past the delivery horizon")
         rest = [r for r in records if not self._expired(r)]
         for record in rest:
-            record.next_attempt_at = self.now + BUSY_RETRY_S
+            record.next_attempt_at = self.now + BUSY_THREAD_RETRY_S
         if rest:
             await self.ledger.put_items(rest)
 

@@ -7,8 +7,9 @@ fresh PostgreSQL cluster, a Redis and `workers` uvicorn processes of `langgraph_
 with `langgraph-runtime-pg` (LANGGRAPH_RUNTIME_EDITION=pg). Data and logs live in `workdir`.
 Every process it starts is stopped by `stop()`, by a failed `start()` and at interpreter exit.
 
+Install what it needs first: `python -m tests.support.install` (see there).
+
 ```python
-ensure_prod_engine_installed()
 with ProdEngine(tmp_path, {"agent": "graphs/agent.py:graph"}, workers=2) as engine:
     client = get_client(url=engine.url)
 ```
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -37,37 +37,8 @@ import httpx
 
 from batch_bridge.testing.devserver import free_port
 
-__all__ = [
-    "CHECKPOINT_POSTGRES_VERSION",
-    "PROD_REQUIREMENTS",
-    "RUNTIME_PG_VERSION",
-    "ProdEngine",
-    "ensure_prod_engine_installed",
-]
+__all__ = ["ProdEngine"]
 
-# langgraph-runtime-pg pins langgraph-api==0.11.1 (end of life); with the installed
-# langgraph-api 0.16.7 it works when installed without its dependencies.
-RUNTIME_PG_VERSION = "0.11.1.post1"
-CHECKPOINT_POSTGRES_VERSION = "3.1.0"
-# The runtime's ordinary dependencies; keep in sync with the `prod` extra in pyproject.toml.
-PROD_REQUIREMENTS = [
-    "alembic>=1.14",
-    "asyncpg>=0.29",
-    "psycopg[binary]>=3.3.4",
-    "psycopg-pool>=3.2",
-    "redis>=5.0",
-    "sqlalchemy[asyncio]>=2.0.51",
-]
-_PROD_MODULES = [
-    "langgraph_runtime_pg",
-    "langgraph.checkpoint.postgres",
-    "alembic",
-    "asyncpg",
-    "psycopg",
-    "psycopg_pool",
-    "redis",
-    "sqlalchemy",
-]
 # What `langgraph dev` hands uvicorn: without it the runtime's own (structlog) lines are lost.
 _LOG_CONFIG = {
     "version": 1,
@@ -85,60 +56,6 @@ _LOG_CONFIG = {
 }
 PG_BIN = Path(os.environ.get("BATCH_BRIDGE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 DATABASE = "langgraph"
-
-
-def _missing_modules() -> list[str]:
-    missing = []
-    for name in _PROD_MODULES:
-        try:
-            if importlib.util.find_spec(name) is None:
-                missing.append(name)
-        except ModuleNotFoundError:  # a parent package is missing
-            missing.append(name)
-    return missing
-
-
-def _run(cmd: list[str], env: dict[str, str] | None = None) -> None:
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"`{' '.join(cmd)}` failed ({done.returncode}):\n{done.stdout[-2000:]}"
-            f"\n{done.stderr[-2000:]}"
-        )
-
-
-def ensure_prod_engine_installed() -> None:
-    """Install what `ProdEngine` needs, if missing: the runtime into this interpreter's
-    environment (`--no-deps`, because its pins would downgrade langgraph-api) and Redis
-    through apt-get (as root). PostgreSQL must already be on the machine."""
-    if _missing_modules():
-        pip = [sys.executable, "-m", "pip", "install", "-q"]
-        _run([*pip, *PROD_REQUIREMENTS])
-        _run(
-            [
-                *pip,
-                "--no-deps",
-                f"langgraph-runtime-pg=={RUNTIME_PG_VERSION}",
-                f"langgraph-checkpoint-postgres=={CHECKPOINT_POSTGRES_VERSION}",
-            ]
-        )
-        importlib.invalidate_caches()
-        if missing := _missing_modules():
-            raise RuntimeError(f"still not importable after pip install: {missing}")
-    if shutil.which("redis-server") is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            raise RuntimeError(
-                "redis-server is not on PATH; install it (e.g. `apt-get install -y "
-                "redis-server` as root) and try again"
-            )
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run(["apt-get", "update"], env=env)
-        _run(["apt-get", "install", "-y", "redis-server"], env=env)
-    if not (PG_BIN / "initdb").exists():
-        raise RuntimeError(
-            f"PostgreSQL binaries not found in {PG_BIN}; install PostgreSQL 15 or set "
-            "BATCH_BRIDGE_PG_BIN to the directory holding initdb and postgres"
-        )
 
 
 def _absolute(spec: str, base: Path) -> str:
@@ -393,7 +310,7 @@ class ProdEngine:
     def _start_redis(self) -> None:
         server = shutil.which("redis-server")
         if server is None:
-            raise RuntimeError("redis-server is not on PATH: call ensure_prod_engine_installed()")
+            raise RuntimeError("redis-server is not on PATH: run `python -m tests.support.install`")
         with self.redis_log_path.open("wb") as log:
             self._redis = subprocess.Popen(
                 [

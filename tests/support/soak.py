@@ -1,6 +1,8 @@
 """Reliability under chaos: many callers through the two-worker production engine.
 
-Run: `python benchmarks/reliability.py --items 10000` (several minutes; `--items 300` to try).
+Run from the repository root: `python -m tests.support.soak --items 10000` (several minutes;
+`--items 300` to try). It is the tests' own tool, beside the engine it drives
+(tests/support/prodengine.py); its figures go to benchmarks/RELIABILITY.md.
 
 Starts PostgreSQL + Redis + two langgraph-api workers (`ProdEngine`) serving the crash-test
 graphs of `tests/prod/graphs/faults.py` (`bridge`: the real OpenAIBatch adapter; `agent`: one
@@ -23,51 +25,54 @@ error and the bridge's books are empty, or a deadline, and counts:
   reached idle), each measured from the kill by polling every 0.5 s.
 
 Prints rich tables and writes benchmarks/RELIABILITY.md (a `## Notes` section already in that
-file is kept).
+file is kept; tests/support/soak_report.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
-import os
 import random
-import re
-import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
-from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
-from rich.console import Console
-from rich.table import Table
 
 from batch_bridge import bridge_thread_id
 from batch_bridge.testing import Emulator, EmulatorServer
-from batch_bridge.testing.prodengine import ProdEngine, ensure_prod_engine_installed
+from tests.support.install import ensure_prod_engine_installed
+from tests.support.prodengine import ProdEngine
+from tests.support.soak_chaos import Chaos, Clients, Event, Supervisor, console
+from tests.support.soak_report import show, write_markdown
+from tests.support.soak_tally import (
+    bridge_runs,
+    error_messages,
+    faults_left,
+    run_statuses,
+    runs_per_thread,
+    sdk_runs,
+    submissions,
+    undeliverable,
+    worker_log_summary,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GRAPHS = ROOT / "tests" / "prod" / "graphs" / "faults.py"
-OUT = Path(__file__).resolve().parent / "RELIABILITY.md"
+OUT = ROOT / "benchmarks" / "RELIABILITY.md"
 KILL_POINTS = ["submit_before", "submit_after", "poll", "deliver_after", "caller_after_wait"]
-ITEMS_NS = ("batch_bridge", "bridge", "items")
 PROVIDER_FAULTS = ["500-after", "503x3", "429"]
 DECK = (
     [("kill", "")] * 4
     + [("arm", point) for point in KILL_POINTS]
     + [("fault", kind) for kind in PROVIDER_FAULTS]
 )
-console = Console(log_time_format="%H:%M:%S", width=None if sys.stdout.isatty() else 150)
 
 
 class _NoDisconnects(logging.Filter):
@@ -79,190 +84,6 @@ class _NoDisconnects(logging.Filter):
 
 
 logging.getLogger("uvicorn.error").addFilter(_NoDisconnects())
-
-
-def bridge_runs(engine: ProdEngine) -> str:
-    """How the bridge thread's runs fared, from the workers' "Starting background run" lines."""
-    queued: list[float] = []
-    attempts: Counter[int] = Counter()
-    for i in range(engine.workers):
-        for line in engine.log(i).splitlines():
-            if "Starting background run" in line and "graph_id=bridge" in line:
-                if found := re.search(r"run_queue_ms=(\d+)", line):
-                    queued.append(int(found.group(1)) / 1000)
-                if found := re.search(r"run_attempt=(\d+)", line):
-                    attempts[int(found.group(1))] += 1
-    if not queued:
-        return "no bridge runs found in the worker logs"
-    return (
-        f"bridge runs started {len(queued)} (by attempt: {dict(sorted(attempts.items()))}); "
-        f"time queued before starting: median {statistics.median(queued):.1f} s, "
-        f"max {max(queued):.1f} s"
-    )
-
-
-def worker_log_summary(engine: ProdEngine, top: int = 12) -> list[tuple[int, str]]:
-    """Warning and error lines of every worker's log, normalised and counted."""
-    counts: Counter[str] = Counter()
-    for i in range(engine.workers):
-        for match in re.finditer(r"\[(warning|error|critical)\s*\] (.{0,110})", engine.log(i)):
-            line = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}|bb_[0-9a-f]{16}", "<id>", match.group(2))
-            line = re.sub(r"\s+", " ", re.sub(r"[0-9]+", "N", line))
-            counts[f"{match.group(1)}: {line}"] += 1
-    return [(n, line) for line, n in counts.most_common(top)]
-
-
-class NoWorker(RuntimeError):
-    pass
-
-
-@dataclass
-class Event:
-    """One chaos action; kills carry the times recovery is measured from."""
-
-    at: float  # monotonic, when the action happened (for a self-kill: when it was noticed)
-    kind: str  # "kill" | "killpoint" | "fault" | "arm"
-    detail: str
-    worker: int | None = None
-    back_at: float | None = None  # the killed worker answers /ok again
-    tick_s: float | None = None
-    resume_s: float | None = None
-
-
-@dataclass
-class Chaos:
-    """Everything the chaos loop and the supervisor did, for the report."""
-
-    t0: float
-    events: list[Event] = field(default_factory=list)
-    armed: Counter[str] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    fault_times: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, event: Event) -> Event:
-        with self.lock:
-            self.events.append(event)
-        return event
-
-
-class Supervisor:
-    """Restarts dead workers, as the platform would; owns every kill and restart.
-
-    One thread per worker; a chaos kill holds the worker down for 1-3 s before the restart.
-    A worker that died by itself (a kill point) is restarted at once and logged as such.
-    """
-
-    def __init__(self, engine: ProdEngine, chaos: Chaos, fault_dir: Path) -> None:
-        self.engine, self.chaos, self.fault_dir = engine, chaos, fault_dir
-        self.locks = [threading.Lock() for _ in range(engine.workers)]
-        self.hold_until = [0.0] * engine.workers
-        self.open: list[Event | None] = [None] * engine.workers
-        self.last_pid: list[int | None] = list(engine.pids)
-        self.stopping = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._loop, args=(i,), daemon=True)
-            for i in range(engine.workers)
-        ]
-        for thread in self.threads:
-            thread.start()
-
-    def alive(self) -> list[int]:
-        return [i for i, pid in enumerate(self.engine.pids) if pid is not None]
-
-    def kill(self, i: int, hold_s: float) -> Event | None:
-        with self.locks[i]:
-            if self.engine.pids[i] is None:
-                return None
-            self.hold_until[i] = time.monotonic() + hold_s
-            self.engine.kill(i)
-            event = Event(
-                time.monotonic(),
-                "kill",
-                f"SIGKILL worker {i}, restart after {hold_s:.1f}s",
-                worker=i,
-            )
-            self.open[i] = self.chaos.add(event)
-            return event
-
-    def _killed_at_point(self, pid: int | None) -> str:
-        log = self.fault_dir / "fired.log"
-        lines = log.read_text().split("\n") if log.exists() else []
-        for line in reversed(lines):
-            point, _, who = line.partition(" ")
-            if who == str(pid):
-                return point
-        return "unknown cause"
-
-    def _loop(self, i: int) -> None:
-        while not self.stopping.is_set():
-            with self.locks[i]:
-                pid = self.engine.pids[i]
-                if pid is not None:
-                    self.last_pid[i] = pid
-                elif time.monotonic() >= self.hold_until[i]:
-                    event = self.open[i]
-                    if event is None:  # died by itself
-                        point = self._killed_at_point(self.last_pid[i])
-                        event = self.chaos.add(
-                            Event(
-                                time.monotonic(),
-                                "killpoint",
-                                f"worker {i} died at {point}",
-                                worker=i,
-                            )
-                        )
-                    try:
-                        self.engine.restart(i)
-                    except Exception as exc:  # try again on the next turn
-                        console.log(f"[red]restart of worker {i} failed: {exc!r}"[:300])
-                        self.hold_until[i] = time.monotonic() + 1
-                        self.open[i] = event
-                        continue
-                    event.back_at = time.monotonic()
-                    self.open[i] = None
-                    self.last_pid[i] = self.engine.pids[i]
-            self.stopping.wait(0.2)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(timeout=180)
-
-
-class Clients:
-    """SDK clients per worker; calls go to a random live worker and are retried elsewhere."""
-
-    def __init__(self, engine: ProdEngine) -> None:
-        self.engine = engine
-        timeout = (3.0, 60.0, 60.0, 10.0)  # connect, read, write, pool
-        self.by_url = {url: get_client(url=url, timeout=timeout) for url in engine.urls}
-        self.rng = random.Random()
-
-    def live(self) -> LangGraphClient:
-        urls = [u for u, pid in zip(self.engine.urls, self.engine.pids, strict=True) if pid]
-        if not urls:
-            raise NoWorker("no worker is running")
-        return self.by_url[self.rng.choice(urls)]
-
-    async def call(self, fn: Any, attempts: int = 60) -> Any:
-        for _ in range(attempts - 1):
-            try:
-                return await fn(self.live())
-            except Exception:
-                await asyncio.sleep(0.5)
-        return await fn(self.live())
-
-
-def submissions(emulator: EmulatorServer) -> Counter[str]:
-    """How many provider batches that passed validation held each user message."""
-    return emulator.emulator.accepted_by(lambda body: body["messages"][-1]["content"])
-
-
-def faults_left(emulator: EmulatorServer) -> int:
-    emu = emulator.emulator
-    with emu._lock:
-        return sum(f.times for queued in emu._faults.values() for f in queued)
 
 
 class Run:
@@ -425,7 +246,7 @@ class Run:
             values: Any = state.get("values") or {}
             return dict(values)
 
-        return await self.clients.call(get)
+        return dict(await self.clients.call(get))
 
     async def monitor(self) -> None:
         last_print = 0.0
@@ -504,7 +325,7 @@ class Run:
         result["worker_log"] = worker_log_summary(self.engine)
         result["bridge_runs"] = bridge_runs(self.engine)
         try:
-            result["run_statuses"] = await self.run_statuses()
+            result["run_statuses"] = await run_statuses(self.engine)
         except Exception as exc:
             result["run_statuses"] = [f"run statuses unavailable: {exc!r}"]
         self.recovery()
@@ -541,7 +362,7 @@ class Run:
                 break
             offset += 1000
         index = {tid: i for i, tid in enumerate(self.threads) if tid}
-        runs = await self.runs_per_thread(list(index))
+        runs = await runs_per_thread(self.engine, list(index))
         counts = submissions(self.emulator)
         mine = [counts[t] for t in self.texts]
         statuses: Counter[str] = Counter()
@@ -561,15 +382,15 @@ class Run:
                 errors.append(tid)
             elif status != "idle":
                 lost.append(tid)
-        messages = await self.error_messages(errors)
+        messages = await error_messages(self.clients, errors)
         bridge = await self.bridge_state()
-        undeliverable = await self.undeliverable()
+        stuck = await undeliverable(self.clients)
         run_hist = Counter(runs.get(t, 0) for t in index)
         # Cross-check the database's run counts through the SDK on a sample and the outliers.
         sample = random.Random(1).sample(list(index), min(100, len(index)))
         check = sorted(set(sample) | set(doubled) | {t for t in index if runs.get(t, 0) != 2})
-        sdk_runs = await self.sdk_runs(check[:300])
-        mismatch = {t: (runs.get(t, 0), n) for t, n in sdk_runs.items() if n != runs.get(t, 0)}
+        by_sdk = await sdk_runs(self.clients, check[:300])
+        mismatch = {t: (runs.get(t, 0), n) for t, n in by_sdk.items() if n != runs.get(t, 0)}
         stats = self.emulator.emulator.stats()
         return {
             "enqueued": len(index),
@@ -589,269 +410,11 @@ class Run:
             "runs_hist": run_hist,
             "runs_mismatch": mismatch,
             "bridge": bridge,
-            "undeliverable": undeliverable,
+            "undeliverable": stuck,
             "emulator": {k: stats[k] for k in ("batches_created", "batches_by_status", "calls")},
             "faults_fired": self.chaos.fault_times - faults_left(self.emulator),
             "fired": self.fired(),
         }
-
-    async def runs_per_thread(self, tids: list[str]) -> dict[str, int]:
-        import psycopg
-
-        async with await psycopg.AsyncConnection.connect(self.engine.database_uri) as conn:
-            cur = await conn.execute(
-                "SELECT thread_id::text, count(*) FROM runs WHERE thread_id = ANY(%s::uuid[]) "
-                "GROUP BY thread_id",
-                (tids,),
-            )
-            return {tid: int(n) for tid, n in await cur.fetchall()}
-
-    async def run_statuses(self) -> list[str]:
-        """Runs per graph and status, and the ones the platform gave up on after retries."""
-        import psycopg
-
-        async with await psycopg.AsyncConnection.connect(self.engine.database_uri) as conn:
-            cur = await conn.execute(
-                "SELECT a.graph_id, r.status, count(*) FROM runs r JOIN assistants a "
-                "USING (assistant_id) GROUP BY 1, 2 ORDER BY 1, 2"
-            )
-            by_status = [f"{graph} {status}: {n}" for graph, status, n in await cur.fetchall()]
-            cur = await conn.execute(
-                "SELECT a.graph_id, r.run_id::text, r.thread_id::text, c.count FROM runs r "
-                "JOIN assistants a USING (assistant_id) JOIN retry_counters c USING (run_id) "
-                "WHERE r.status = 'error' ORDER BY r.created_at"
-            )
-            gave_up = [
-                f"{graph} run {run_id} on thread {thread_id} (attempts {n})"
-                for graph, run_id, thread_id, n in await cur.fetchall()
-            ]
-        lines = [f"runs by graph and status: {', '.join(by_status)}"]
-        if gave_up:
-            lines.append(f"runs in error after crash retries: {'; '.join(gave_up[:10])}")
-        return lines
-
-    async def sdk_runs(self, tids: list[str]) -> dict[str, int]:
-        gate = asyncio.Semaphore(20)
-
-        async def one(tid: str) -> tuple[str, int]:
-            async with gate:
-                runs = await self.clients.call(lambda c: c.runs.list(tid, limit=50))
-                return tid, len(runs)
-
-        return dict(await asyncio.gather(*(one(t) for t in tids)))
-
-    async def error_messages(self, tids: list[str]) -> dict[str, list[str]]:
-        gate = asyncio.Semaphore(10)
-
-        async def one(tid: str) -> tuple[str, str]:
-            async with gate:
-
-                async def get(c: LangGraphClient) -> str:
-                    runs = await c.runs.list(tid, limit=50)
-                    for run in runs:
-                        if run["status"] == "error":
-                            joined = await c.runs.join(tid, run["run_id"])
-                            err = (joined or {}).get("__error__") or {}
-                            return f"{err.get('error', '?')}: {err.get('message', joined)}"
-                    return f"no run in error (runs: {[r['status'] for r in runs]})"
-
-                return tid, await self.clients.call(get)
-
-        grouped: dict[str, list[str]] = {}
-        for tid, message in await asyncio.gather(*(one(t) for t in tids[:500])):
-            grouped.setdefault(message[:300], []).append(tid)
-        return grouped
-
-    async def undeliverable(self) -> list[dict[str, Any]]:
-        found = await self.clients.call(
-            lambda c: c.store.search_items(ITEMS_NS, filter={"status": "undeliverable"}, limit=200)
-        )
-        return [
-            {
-                "key": item["key"],
-                "thread_id": item["value"].get("thread_id"),
-                "last_error": item["value"].get("last_error"),
-            }
-            for item in found.get("items", [])
-        ]
-
-
-# -- report ---------------------------------------------------------------------------------
-
-
-def _s(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1f}"
-
-
-def _summary(values: list[float]) -> str:
-    if not values:
-        return "-"
-    return f"median {statistics.median(values):.1f} s, max {max(values):.1f} s (n={len(values)})"
-
-
-def build_rows(r: dict[str, Any], run: Run) -> list[tuple[str, str]]:
-    kills = [e for e in run.chaos.events if e.kind in ("kill", "killpoint")]
-    bridge = r["bridge"]
-    lost = len(r["lost"]) + len(r["not_enqueued"])
-    return [
-        ("items enqueued (caller threads with a run)", str(r["enqueued"])),
-        ("not enqueued (client gave up)", str(len(r["not_enqueued"]))),
-        ("submitted to the provider (distinct items)", str(r["submitted"])),
-        ("never submitted", str(r["never_submitted"])),
-        ("submitted twice (in >1 accepted batch)", str(r["submitted_twice"])),
-        ("delivered (idle, own answer)", str(r["delivered"])),
-        ("delivered twice (>2 runs on the thread)", str(len(r["doubled"]))),
-        ("answer not its own", str(len(r["wrong"]))),
-        ("failed with a clear error (thread in error)", str(sum(map(len, r["errors"].values())))),
-        ("undeliverable (bridge state)", str(bridge.get("undeliverable"))),
-        ("lost (not finished by the deadline)", str(lost)),
-        ("wall time (first caller created -> settled)", f"{r['wall_s']:.0f} s"),
-        ("callers start phase", f"{r['started_s']:.0f} s"),
-        ("items/s (delivered / wall time)", f"{r['delivered'] / r['wall_s']:.1f}"),
-        (
-            "worker kills (chaos SIGKILL + kill points fired)",
-            f"{len(kills)} ({sum(e.kind == 'kill' for e in kills)} + "
-            f"{sum(e.kind == 'killpoint' for e in kills)})",
-        ),
-        (
-            "kill points armed / fired",
-            f"{sum(run.chaos.armed.values())} / {sum(r['fired'].values())} {dict(r['fired'])}",
-        ),
-        (
-            "provider faults injected / fired (failed calls)",
-            f"{sum(run.chaos.faults.values())} faults = {run.chaos.fault_times} calls / "
-            f"{r['faults_fired']} {dict(run.chaos.faults)}",
-        ),
-        ("recovery: worker back up", _summary([e.back_at - e.at for e in kills if e.back_at])),
-        ("recovery: next bridge tick", _summary([e.tick_s for e in kills if e.tick_s is not None])),
-        (
-            "recovery: next caller resumed",
-            _summary([e.resume_s for e in kills if e.resume_s is not None]),
-        ),
-        ("provider batches created", str(r["emulator"]["batches_created"])),
-        (
-            "bridge checkpoint totals (lose a killed tick's share)",
-            f"batches {bridge.get('batches_submitted')}, items submitted "
-            f"{bridge.get('items_submitted')}, completed {bridge.get('items_completed')}, failed "
-            f"{bridge.get('items_failed')}, delivered {bridge.get('items_delivered')}, ticks "
-            f"{bridge.get('ticks')}",
-        ),
-        (
-            "runs per caller thread",
-            ", ".join(f"{k}: {v}" for k, v in sorted(r["runs_hist"].items())),
-        ),
-        ("settled before the deadline", str(r["settled"])),
-    ]
-
-
-def event_rows(run: Run) -> list[list[str]]:
-    rows = []
-    for e in run.chaos.events:
-        back = e.back_at - e.at if e.back_at else None
-        rows.append(
-            [f"{e.at - run.t0:.0f}", e.kind, e.detail, _s(back), _s(e.tick_s), _s(e.resume_s)]
-        )
-    return rows
-
-
-def details(r: dict[str, Any]) -> list[str]:
-    out = []
-    for message, tids in r["errors"].items():
-        out.append(f"- error x{len(tids)}: `{message}` (e.g. {', '.join(tids[:3])})")
-    for label, key in (
-        ("delivered twice", "doubled"),
-        ("answer not its own", "wrong"),
-        ("lost", "lost"),
-    ):
-        if r[key]:
-            out.append(f"- {label}: {len(r[key])}, e.g. {', '.join(r[key][:10])}")
-    if r["not_enqueued"]:
-        out.append(f"- not enqueued: {r['not_enqueued'][:5]}")
-    if r["submitted_twice_examples"]:
-        out.append(f"- submitted twice, e.g.: {r['submitted_twice_examples']}")
-    for u in r["undeliverable"][:10]:
-        out.append(f"- undeliverable: thread {u['thread_id']}: {u['last_error']}")
-    if r["runs_mismatch"]:
-        out.append(f"- run counts differ between PostgreSQL and the SDK: {r['runs_mismatch']}")
-    statuses = dict(r["statuses"])
-    out.append(f"- caller thread statuses at the end: {statuses}")
-    out.append(f"- {r['bridge_runs']}")
-    out.extend(f"- {line}" for line in r.get("run_statuses", []))
-    for n, line in r.get("worker_log", []):
-        out.append(f"- worker logs x{n}: `{line}`")
-    out.append(
-        f"- emulator: batches by status {r['emulator']['batches_by_status']}, calls "
-        f"{r['emulator']['calls']}"
-    )
-    return out
-
-
-def write_markdown(path: Path, r: dict[str, Any], run: Run, command: str) -> None:
-    notes = ""
-    if path.exists():
-        old = path.read_text()
-        if "\n## Notes" in old:
-            notes = old[old.index("\n## Notes") :]
-    o = run.o
-    lines = [
-        "# Reliability under chaos (production engine)",
-        "",
-        "Generated by `benchmarks/reliability.py`; rerunning overwrites everything above "
-        "`## Notes`.",
-        "",
-        f"- command: `{command}`",
-        f"- date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}, machine: "
-        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
-        f"- engine: PostgreSQL + Redis + {run.engine.workers} langgraph-api workers, "
-        f"N_JOBS_PER_WORKER={run.engine.jobs}, LG_BG_JOB_HEARTBEAT={run.engine.heartbeat_s}",
-        f"- bridge (tests/prod/graphs/faults.py, real OpenAIBatch adapter): "
-        f"BB_MAX_BATCH_SIZE={o['batch_size']}, BB_MAX_BATCH_AGE_S={o['batch_age']}, "
-        f"BB_POLL_INTERVAL_S=1; emulator in_progress_s={o['in_progress_s']}",
-        f"- callers: graph `agent`, waves of {o['wave']} (next wave once fewer than "
-        f"{o['max_busy']} caller threads are busy), {o['concurrency']} concurrent creates",
-        f"- chaos: seed {o['seed']}, an action every {o['chaos_every'][0]}-"
-        f"{o['chaos_every'][1]} s until {o['chaos_tail_s']} s after the last caller started: "
-        "SIGKILL a random worker (restart after 1-3 s), arm a kill point, or queue a provider "
-        "fault; kill points left unfired at the end were disarmed: "
-        f"{dict(r['disarmed']) or 'none'}",
-        "",
-        "## Results",
-        "",
-        "| figure | value |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in build_rows(r, run)),
-        "",
-        "Recovery is measured from the kill (chaos: when SIGKILL returned; kill point: when "
-        "the supervisor saw the process gone, within 0.2 s) to: the worker answering /ok "
-        "again; the bridge checkpoint's `ticks` counter rising (a tick completed); one more "
-        "caller thread reaching idle (a caller resumed and finished). Both are sampled every "
-        "0.5 s and include the ordinary wait for a batch when none was due.",
-        "",
-        "## Details",
-        "",
-        *details(r),
-        "",
-        "## Chaos events",
-        "",
-        "| t (s) | kind | what | worker back (s) | next tick (s) | next caller resumed (s) |",
-        "|---|---|---|---|---|---|",
-        *(f"| {' | '.join(row)} |" for row in event_rows(run)),
-        "",
-    ]
-    path.write_text("\n".join(lines) + notes)
-
-
-def show(r: dict[str, Any], run: Run) -> None:
-    table = Table("figure", "value", title="Reliability under chaos")
-    for k, v in build_rows(r, run):
-        table.add_row(k, v)
-    console.print(table)
-    events = Table("t s", "kind", "what", "back s", "tick s", "resumed s", title="Chaos events")
-    for row in event_rows(run):
-        events.add_row(*row)
-    console.print(events)
-    for line in details(r):
-        console.print(line, markup=False, highlight=False)
 
 
 @click.command()
@@ -877,7 +440,7 @@ def show(r: dict[str, Any], run: Run) -> None:
 @click.option("--workdir", type=click.Path(path_type=Path), default=None)
 @click.option("--out", type=click.Path(path_type=Path), default=OUT, show_default=True)
 def main(**opts: Any) -> None:
-    command = "python benchmarks/reliability.py " + " ".join(sys.argv[1:])
+    command = "python -m tests.support.soak " + " ".join(sys.argv[1:])
     ensure_prod_engine_installed()
     workdir = opts["workdir"] or Path(tempfile.mkdtemp(prefix="bb-reliability-"))
     fault_dir = workdir / "faults"
@@ -904,7 +467,7 @@ def main(**opts: Any) -> None:
                 result = asyncio.run(run.go())
             finally:
                 run.supervisor.stop()
-            show(result, run)
+            show(result, run, console)
             write_markdown(opts["out"], result, run, command)
             console.log(
                 f"wrote {opts['out']}; total runtime {time.monotonic() - began:.0f}s; "

@@ -1,0 +1,46 @@
+"""The tick marker: the one store record both sides speak, so callers wake the bridge only
+when no tick is sure to read the queue.
+
+A tick marks "running" before it reads the queue, and before it ends it either schedules the
+next tick ("scheduled") or marks "idle" and reads the queue once more. The caller side reads
+the marker (`needs_wake`); the bridge writes it. Neither imports the other.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from batch_bridge import _trust
+
+TICK_MARKER = "tick"
+"""The marker's key in the bridge's `meta` namespace."""
+OVERDUE_GRACE_S = 30.0
+"""A scheduled tick this late is presumed lost: callers wake the bridge themselves."""
+STALE_RUNNING_S = 360.0
+"""A tick marked running for this long is presumed dead (its run was killed)."""
+
+MarkerState = Literal["running", "scheduled", "idle"]
+
+
+def tick_marker(state: MarkerState, next_at: float | None = None) -> dict[str, Any]:
+    """The signed store value, so a forged marker cannot talk callers out of a wake-up."""
+    return _trust.sign({"state": state, "next_at": next_at, "at": time.time()})
+
+
+def needs_wake(marker: dict[str, Any] | None, now: float) -> bool:
+    """Whether a caller that has just queued an item must wake the bridge.
+
+    A caller that queued its item and then saw "running" or "scheduled" is covered, and only
+    callers that find the bridge idle (or a marker gone stale) pay for a wake-up run; such a
+    caller leaves a run pending and marks "scheduled" itself, so a burst of callers on an
+    idle bridge costs one wake-up, not one each.
+    """
+    if marker is not None and not _trust.verify(marker):
+        marker = None
+    state = marker.get("state") if marker else None
+    if state == "scheduled":
+        return now > float((marker or {}).get("next_at") or 0) + OVERDUE_GRACE_S
+    if state == "running":
+        return now > float((marker or {}).get("at") or 0) + STALE_RUNNING_S
+    return True

@@ -1,0 +1,253 @@
+"""A batch's life cycle: form, submit, poll, finish (record and hand results on), release,
+give up.
+
+Every step is recorded in the store before and after it touches the provider, so a tick
+killed at any line is finished by the next one without submitting anything twice:
+
+    forming -> submitting -> submitted -> (deleted once every item has its result)
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from batch_bridge._config import Reliability
+from batch_bridge._results import batch_failed, interpret_poll
+from batch_bridge._store import BatchHeader, ItemRecord, Ledger, check_storable
+from batch_bridge.bridge.calls import Clock, Provider, call_with_timeout, describe
+from batch_bridge.errors import ConfigError, ProviderError
+from batch_bridge.types import FlushPolicy, Pending
+
+log = logging.getLogger("batch_bridge")
+
+HandOn = Callable[[list[ItemRecord]], Awaitable[None]]
+"""Takes records that just got their result (status `result`): the bridge resumes their
+callers, script mode settles their futures."""
+
+Step = Callable[[], Awaitable[None]]
+
+
+class Batches:
+    """The life cycle of one bridge's batches, over its ledger; counts what it did."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        provider: Provider,
+        policy: FlushPolicy,
+        reliability: Reliability,
+        hand_on: HandOn,
+        clock: Clock,
+    ) -> None:
+        self.ledger = ledger
+        self.provider = provider
+        self.policy = policy
+        self.rel = reliability
+        self.hand_on = hand_on
+        self.clock = clock
+        self.counts: dict[str, int] = defaultdict(int)
+        self.last_error: str | None = None
+
+    def due(self, header: BatchHeader, now: float) -> Step | None:
+        """The provider call this batch is waiting for, if it is due at `now`."""
+        if header.status == "submitting" and header.not_before <= now:
+            return partial(self.submit, header)
+        if header.status == "submitted" and header.next_poll_at <= now:
+            return partial(self.poll, header)
+        return None
+
+    @staticmethod
+    def due_at(header: BatchHeader) -> float:
+        return header.next_poll_at if header.status == "submitted" else header.not_before
+
+    # -- forming ---------------------------------------------------------------------------
+
+    async def open(self, records: list[ItemRecord]) -> BatchHeader:
+        """Form a new batch of queued records: its header and member list are durable
+        before any record is claimed, so a killed tick leaves a batch `form` can finish."""
+        header = BatchHeader(
+            batch_id=f"bb_{uuid.uuid4().hex[:16]}",
+            status="forming",
+            size=len(records),
+            created_at=self.clock(),
+        )
+        await self.ledger.put_header(header)
+        await self.ledger.put_members(header.batch_id, [r.key for r in records])
+        await self._claim(header, records)
+        return header
+
+    async def form(self, header: BatchHeader) -> None:
+        """Finish a batch whose forming a killed tick left half done, then submit it."""
+        keys = await self.ledger.members(header.batch_id)
+        if keys is None:
+            await self.ledger.delete_batch(header.batch_id)
+            return
+        records = await self.ledger.get_items(keys)
+        await self._claim(header, [r for r in records.values() if r.status == "queued"])
+        await self.submit(header)
+
+    async def _claim(self, header: BatchHeader, records: list[ItemRecord]) -> None:
+        for record in records:
+            record.status, record.batch_id = "batched", header.batch_id
+        await self.ledger.put_items(records)
+        header.status = "submitting"
+        await self.ledger.put_header(header)
+
+    async def _members(self, header: BatchHeader) -> tuple[list[str], dict[str, ItemRecord]]:
+        keys = await self.ledger.members(header.batch_id) or []
+        records = await self.ledger.get_items(keys)
+        return keys, records
+
+    # -- the provider ----------------------------------------------------------------------
+
+    async def submit(self, header: BatchHeader) -> None:
+        keys, records = await self._members(header)
+        mine = [k for k in keys if k in records and records[k].batch_id == header.batch_id]
+        if not mine:
+            await self.ledger.delete_batch(header.batch_id)
+            return
+        if len(mine) != len(keys):
+            await self.ledger.put_members(header.batch_id, mine)
+            header.size = len(mine)
+        header.submit_attempts += 1
+        header.last_error = None
+        await self.ledger.put_header(header)  # the intent, durable before the provider call
+        payloads = [records[k].item for k in mine]
+        kwargs = {"idempotency_key": header.batch_id} if self.provider.keyed else {}
+        try:
+            handle = await call_with_timeout(
+                self.rel.provider_timeout_s, self.provider.submit, payloads, **kwargs
+            )
+        except Exception as exc:
+            await self._submit_failed(header, mine, exc)
+            return
+        try:
+            check_storable(handle, "the handle submit returned")
+        except ValueError as exc:
+            header.handle = handle
+            await self.give_up(header, str(exc))
+            return
+        header.status, header.handle = "submitted", handle
+        header.submitted_at = self.clock()
+        header.next_poll_at = header.submitted_at  # polled at once: a fast provider may be done
+        await self.ledger.put_header(header)
+        self.counts["batches_submitted"] += 1
+        self.counts["items_submitted"] += len(mine)
+
+    async def _submit_failed(self, header: BatchHeader, keys: list[str], exc: Exception) -> None:
+        reason = describe(exc)
+        log.warning(
+            "submit of batch %s failed (attempt %d): %s",
+            header.batch_id,
+            header.submit_attempts,
+            reason,
+        )
+        retryable = not isinstance(exc, ConfigError) and (
+            not isinstance(exc, ProviderError) or exc.retryable
+        )
+        self.last_error = f"batch {header.batch_id}: {reason}"
+        if retryable and header.submit_attempts < self.rel.max_submit_attempts:
+            header.status = "submitting"
+            backoff = self.rel.submit_backoff_s * 2**header.submit_attempts
+            header.not_before = self.clock() + backoff
+            header.last_error = reason
+            await self.ledger.put_header(header)
+            return
+        message = (
+            f"Batch {header.batch_id!r} could not be submitted after "
+            f"{header.submit_attempts} attempt(s): {reason}"
+        )
+        await self.finish(header, batch_failed(message, len(keys)))
+
+    async def poll(self, header: BatchHeader) -> None:
+        await self.ledger.load_handle(header)
+        try:
+            result = await call_with_timeout(
+                self.rel.provider_timeout_s, self.provider.poll, header.handle
+            )
+        except Exception as exc:
+            await self._poll_failed(header, exc)
+            return
+        outcome = interpret_poll(result, header.size, header.batch_id)
+        if outcome is None or isinstance(outcome, Pending):
+            if isinstance(outcome, Pending):
+                try:
+                    check_storable(outcome.handle, "the handle poll returned")
+                except ValueError as exc:
+                    await self.give_up(header, describe(exc))
+                    return
+                header.handle = outcome.handle
+            header.poll_error_since = None
+            header.last_error = None
+            header.next_poll_at = self.clock() + self.policy.poll_interval_s
+            await self.ledger.put_header(header)
+            return
+        await self.finish(header, outcome)
+
+    async def _poll_failed(self, header: BatchHeader, exc: Exception) -> None:
+        """Raised errors are transient for a while: the provider batch may still be running."""
+        reason = describe(exc)
+        now = self.clock()
+        since = header.poll_error_since or now
+        if now - since >= self.rel.poll_error_horizon_s:
+            await self.give_up(header, f"polling failed for {now - since:.0f}s, last: {reason}")
+            return
+        log.warning("poll of batch %s failed: %s; polling again", header.batch_id, reason)
+        self.last_error = f"batch {header.batch_id}: {reason}"
+        header.poll_error_since = since
+        header.last_error = reason
+        header.next_poll_at = now + self.policy.poll_interval_s
+        await self.ledger.put_header(header)
+
+    async def give_up(self, header: BatchHeader, reason: str) -> None:
+        """Fail a batch for good, and stop it at the provider so it is not billed on."""
+        await self.ledger.load_handle(header)
+        if self.provider.cancel is not None:
+            try:
+                await call_with_timeout(
+                    self.rel.provider_timeout_s, self.provider.cancel, header.handle
+                )
+            except Exception as exc:
+                log.warning("cancel of batch %s failed: %s", header.batch_id, describe(exc))
+        message = f"Batch {header.batch_id!r} was given up: {reason}"
+        await self.finish(header, batch_failed(message, header.size))
+
+    # -- the end ---------------------------------------------------------------------------
+
+    async def finish(self, header: BatchHeader, envelopes: list[dict[str, Any]]) -> None:
+        """Record each member's result, hand them on, then drop the batch.
+
+        Handed on now, not after slower batches of this tick, and before the provider's
+        files are released: the callers wait, the clean-up does not. A crash before the
+        batch is dropped only means a second look: its items are no longer `batched`."""
+        keys, records = await self._members(header)
+        done = []
+        for key, envelope in zip(keys, envelopes, strict=False):
+            record = records.get(key)
+            if record is None or record.status != "batched" or record.batch_id != header.batch_id:
+                continue
+            record.status, record.result = "result", envelope
+            record.result_at = record.next_attempt_at = self.clock()
+            done.append(record)
+            self.counts["items_completed" if envelope.get("ok") else "items_failed"] += 1
+        await self.ledger.put_items(done)
+        await self.hand_on(done)
+        await self.release(header)
+        await self.ledger.delete_batch(header.batch_id)
+
+    async def release(self, header: BatchHeader) -> None:
+        """Best effort: the results are recorded, so the provider's copies can go. Before
+        the batch record is dropped, so a crash in between only means a second call."""
+        if self.provider.release is None or header.handle is None:
+            return
+        try:
+            await call_with_timeout(
+                self.rel.provider_timeout_s, self.provider.release, header.handle
+            )
+        except Exception as exc:
+            log.warning("release of batch %s failed: %s", header.batch_id, describe(exc))

@@ -1,0 +1,154 @@
+"""Intake: queued items become batches, by the flush rule (`flush.py`) and the owner check.
+
+Only items about to cost money are checked against their caller's thread: a record for a
+thread that does not wait on it (forged, replayed after its item was done, or left by a
+run that failed since) is quarantined before the provider sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from batch_bridge import _callers
+from batch_bridge._store import ITEMS, ItemRecord, Ledger
+from batch_bridge.bridge.batches import Batches
+from batch_bridge.bridge.calls import bounded
+from batch_bridge.bridge.flush import plan_flush
+from batch_bridge.errors import ConfigError
+
+log = logging.getLogger("batch_bridge")
+
+OwnerCheck = Callable[[list[ItemRecord]], Awaitable[tuple[list[ItemRecord], list[ItemRecord]]]]
+"""Splits records into those whose caller waits on them and those to look at again later;
+it quarantines the rest."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """What the tick last saw of its queue: how many items, and when the oldest arrived."""
+
+    count: int = 0
+    oldest_at: float | None = None
+
+
+class CallerCheck:
+    """The owner check over the platform: reads each record's caller thread."""
+
+    def __init__(self, ledger: Ledger, client_for: _callers.ClientFor) -> None:
+        self.ledger = ledger
+        self.client_for = client_for
+
+    async def __call__(self, queued: list[ItemRecord]) -> tuple[list[ItemRecord], list[ItemRecord]]:
+        """The queued items whose caller thread waits on them, and those to look at again.
+
+        A busy thread may still be saving its interrupt: later.
+        """
+        ready: list[ItemRecord] = []
+        later: list[ItemRecord] = []
+        in_order: dict[str | None, list[ItemRecord]] = defaultdict(list)
+        for record in queued:  # batches keep arrival order, whatever the threads
+            in_order[record.resume_url].append(record)
+        for url, by_thread in _callers.by_caller(queued).items():
+            records = in_order[url]
+            try:
+                client = self.client_for(url)
+            except ConfigError as exc:
+                for record in records:
+                    await self.reject(record, str(exc))
+                continue
+            threads: dict[str, dict[str, Any]] = {}
+            try:
+                for page in _callers.pages(by_thread):
+                    threads.update(await _callers.read_threads(client, list(page)))
+            except Exception as exc:
+                log.warning("could not read caller threads at %s: %r; later", url, exc)
+                later += records
+                continue
+            for record in records:
+                seen = _callers.verdict(record, threads.get(record.thread_id))
+                if seen.seen == "waits":
+                    ready.append(record)
+                elif seen.status == "busy":
+                    later.append(record)
+                else:
+                    state = "gone" if seen.seen == "missing" else f"{seen.status!r}"
+                    await self.reject(
+                        record, f"caller thread {record.thread_id!r} ({state}) does not wait on it"
+                    )
+        return ready, later
+
+    async def reject(self, record: ItemRecord, reason: str) -> None:
+        """Never act on a record: move it aside and count it."""
+        await self.ledger.quarantine(ITEMS, record.key, record.to_value(), reason)
+
+
+async def everyone_waits(
+    queued: list[ItemRecord],
+) -> tuple[list[ItemRecord], list[ItemRecord]]:
+    """The owner check of script mode: every caller is a future of this process."""
+    return queued, []
+
+
+class Intake:
+    """Reads the queue, applies the flush rule and opens batches; remembers what it saw."""
+
+    def __init__(
+        self, batches: Batches, owners: OwnerCheck, queue: QueueView | None = None
+    ) -> None:
+        self.batches = batches
+        self.ledger = batches.ledger
+        self.policy = batches.policy
+        self.owners = owners
+        self.queue = queue or QueueView()
+        self.deferred = 0
+        """Items of the last flush whose caller thread was busy: looked at again soon."""
+
+    async def _must_read_queue(self, force: bool, now: float) -> bool:
+        """Whether this pass reads every queued record, or knows without it that no flush is due.
+
+        A read costs O(queue) (every payload, every signature), so a tick that read a large
+        queue on each pass while tens of thousands of callers enqueue would be quadratic.
+        Above `read_queue_up_to` items the last look is enough: only the tick takes items out
+        of the queue, so its count is a lower bound and its oldest item is at least as old
+        as the real one. A custom rule needs every payload, so it always reads.
+        """
+        seen, policy = self.queue, self.policy
+        if force or policy.should_flush is not None or seen.count <= policy.read_queue_up_to:
+            return True
+        age = policy.max_batch_age_s
+        if age is not None and seen.oldest_at is not None and now >= seen.oldest_at + age:
+            return True
+        return await self.ledger.queued_at_least(policy.max_batch_size)
+
+    async def flush(self, force: bool, last_flushed_at: float, now: float) -> bool:
+        """Turn queued items into batches and submit them (`self.queue` then counts what is
+        left); returns whether it flushed."""
+        if not await self._must_read_queue(force, now):
+            return False
+        queued = sorted(await self.ledger.items("queued"), key=lambda r: r.created_at)
+        chunks = plan_flush(
+            queued,
+            payloads=[r.item for r in queued],
+            oldest_at=queued[0].created_at if queued else None,
+            last_flushed_at=last_flushed_at,
+            now=now,
+            policy=self.policy,
+            force=force,
+        )
+        chosen = [r for chunk in chunks for r in chunk]
+        ready, later = await self.owners(chosen) if chosen else ([], [])
+        self.deferred = len(later)
+        size = self.policy.max_batch_size
+        chunks = [ready[i : i + size] for i in range(0, len(ready), size)]
+        headers = [await self.batches.open(chunk) for chunk in chunks]
+        submits = [partial(self.batches.submit, h) for h in headers]
+        await bounded(submits, self.batches.rel.concurrency)
+        rejected = {r.key for r in chosen} - {r.key for r in ready + later}
+        left = [r for r in queued if r.status == "queued" and r.key not in rejected]
+        self.queue = QueueView(len(left), left[0].created_at if left else None)
+        return bool(chunks)

@@ -1,0 +1,44 @@
+"""The bridge graph's input and state: a small summary, never payloads."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class TickInput(TypedDict, total=False):
+    flush: bool
+    """Submit every pending item now, whatever the flush rule says (a cron can ask this)."""
+
+
+class BridgeState(TypedDict, total=False):
+    """The bridge's summary, readable with `client.threads.get_state` and shown in Studio.
+
+    Counts only, never payloads: callers' items and results stay in the store.
+    """
+
+    flush: bool
+    pending: int
+    """Queued items when the tick last read the queue (at least that many)."""
+    oldest_pending_at: float | None
+    oldest_pending_age_s: float | None
+    in_flight: list[dict[str, Any]]
+    delivering: int
+    undeliverable: int
+    last_flushed_at: float
+    next_tick_in_s: float | None
+    batches_submitted: int
+    items_submitted: int
+    items_completed: int
+    items_failed: int
+    items_delivered: int
+    records_quarantined: int
+    last_error: str | None
+    """The latest provider error a tick met (a configuration error shows here at once)."""
+    record_key: str
+    """Where the record-signing key comes from: "configured" (BATCH_BRIDGE_SECRET),
+    "derived" (from the deployment's own connection settings) or "local file" (dev)."""
+    ticks: int
+    continue_in_s: float | None
+    """Seconds until the running tick takes its next pass itself (work due that soon)."""
+    run_id: str
+    run_passes: int
