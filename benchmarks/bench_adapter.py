@@ -5,7 +5,7 @@ Run: `python benchmarks/bench_adapter.py --requests 50000 --rounds 5`.
 *Build*: the adapter validates each item, renders its line (`build_request`), packs the lines
 into files by endpoint, model and limits (`pack`) and joins the file body; the baseline is
 `json.dumps` of the same 50,000 line objects joined. *Match*: the adapter decodes the output
-file into rows by custom_id and turns each row into the caller's result (`_row_result`); the
+file into rows by custom_id and turns each row into the caller's result (`row_result`); the
 baseline is `json.loads` of the same lines, kept in a list (matching must keep them).
 Rounds interleave adapter and baseline; medians.
 """
@@ -23,9 +23,9 @@ from _report import machine, write_section
 from rich.console import Console
 from rich.table import Table
 
-from batch_bridge.providers._common import _decode
-from batch_bridge.providers._openai_batch import _row_result
 from batch_bridge.providers._packing import build_request, custom_id, pack
+from batch_bridge.providers._rows import _decode
+from batch_bridge.providers.openai._rows import row_result
 
 console = Console()
 
@@ -112,7 +112,7 @@ def main(n: int, rounds: int) -> None:
     def adapter_match() -> None:
         rows = _decode(output)
         for cid in ids:
-            _row_result(rows[cid], cid)
+            row_result(rows[cid], cid)
 
     def json_match() -> None:
         [json.loads(line) for line in output.splitlines()]  # kept, as matching must
