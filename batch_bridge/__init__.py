@@ -5,6 +5,8 @@ import contextlib
 from batch_bridge._batcher import Batcher, Bridge
 from batch_bridge._client import delete_crons, ensure_cron, result
 from batch_bridge._constants import bridge_thread_id
+from batch_bridge._prices import ModelPrice
+from batch_bridge._usage import ModelUsage, UsageSummary, usage
 from batch_bridge._wait import wait, wait_sync
 from batch_bridge.errors import (
     BatchBridgeError,
@@ -24,14 +26,18 @@ __all__ = [
     "Batcher",
     "Bridge",
     "ConfigError",
+    "ModelPrice",
+    "ModelUsage",
     "Pending",
     "PlatformError",
     "ProviderError",
+    "UsageSummary",
     "WaitOutsideGraphError",
     "bridge_thread_id",
     "delete_crons",
     "ensure_cron",
     "result",
+    "usage",
     "wait",
     "wait_sync",
 ]

@@ -8,7 +8,9 @@ else, `submit` runs the same batch life cycle in-process (`bridge.local`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -23,10 +25,13 @@ from batch_bridge._config import (
     DEFAULT_POLL_INTERVAL_S,
     DEFAULT_PROVIDER_TIMEOUT_S,
     DEFAULT_SAFETY_CRON,
+    DEFAULT_USAGE_RETENTION_S,
     DeliveryPolicy,
     Reliability,
 )
 from batch_bridge._constants import check_bridge_name
+from batch_bridge._prices import ModelPrice, load_prices
+from batch_bridge._usage import UsageSummary
 from batch_bridge._wait import wait, wait_sync
 from batch_bridge.bridge.calls import CancelFunc, Provider, accepts_idempotency_key
 from batch_bridge.bridge.graph import build_bridge_graph
@@ -40,6 +45,7 @@ _DEFAULT_POLL = timedelta(seconds=DEFAULT_POLL_INTERVAL_S)
 _DEFAULT_TIMEOUT = timedelta(seconds=DEFAULT_PROVIDER_TIMEOUT_S)
 _DEFAULT_HORIZON = timedelta(seconds=DEFAULT_DELIVERY_HORIZON_S)
 _DEFAULT_POLL_ERRORS = timedelta(seconds=DEFAULT_POLL_ERROR_HORIZON_S)
+_DEFAULT_USAGE_RETENTION = timedelta(seconds=DEFAULT_USAGE_RETENTION_S)
 
 
 def _positive(value: timedelta | float, name: str) -> float:
@@ -91,6 +97,9 @@ class Bridge:
     resumes are retried;
     `poll_error_horizon` how long raised poll errors count as transient; `safety_cron` is the
     schedule of the cron the bridge creates on its own thread (None: none).
+    `prices` (model -> `ModelPrice` or its fields, USD per million tokens) adds to or
+    replaces the shipped price table and the JSON file named by `BATCH_BRIDGE_PRICES`;
+    `usage_retention` is how long per-item cost records (per-thread sums) are kept.
 
     Register it in langgraph.json under the name callers pass to `wait(..., batcher=NAME)`.
     """
@@ -111,6 +120,8 @@ class Bridge:
         poll_error_horizon: timedelta | float = _DEFAULT_POLL_ERRORS,
         safety_cron: str | None = DEFAULT_SAFETY_CRON,
         release: CancelFunc | None = None,
+        prices: Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
+        usage_retention: timedelta | float = _DEFAULT_USAGE_RETENTION,
     ) -> None:
         if not callable(submit) or not callable(poll):
             raise TypeError("submit and poll must be callables (sync or async).")
@@ -122,9 +133,11 @@ class Bridge:
         self.provider = Provider(
             submit, poll, cancel, accepts_idempotency_key(submit), release=release
         )
-        self.reliability = _reliability(
-            provider_timeout, delivery_horizon, poll_error_horizon, safety_cron
+        self.reliability = dataclasses.replace(
+            _reliability(provider_timeout, delivery_horizon, poll_error_horizon, safety_cron),
+            usage_retention_s=_positive(usage_retention, "usage_retention"),
         )
+        self.prices = load_prices(prices)
         self.name = check_bridge_name(name)
         self.policy = FlushPolicy.coerce(
             max_batch_size=max_batch_size,
@@ -144,7 +157,7 @@ class Bridge:
         """The bridge graph; built once because the server asks for it on every run."""
         if self._graph is None:
             self._graph = build_bridge_graph(
-                self.provider, self.policy, self.reliability, self.name
+                self.provider, self.policy, self.reliability, self.name, self.prices
             )
         return self._graph
 
@@ -154,8 +167,16 @@ class Bridge:
     def _local(self) -> LocalRunner:
         with self._runner_lock:
             if self._runner is None:
-                self._runner = LocalRunner(self.provider, self.policy, self.reliability, self.name)
+                self._runner = LocalRunner(
+                    self.provider, self.policy, self.reliability, self.name, self.prices
+                )
             return self._runner
+
+    def usage(self) -> UsageSummary:
+        """Script mode: tokens and cost of every result this process's bridge recorded.
+
+        On a server, read them with `batch_bridge.usage(client, thread_id, bridge=NAME)`."""
+        return self._local().usage()
 
     def submit(self, item: Any) -> Any:
         """Return `item`'s result: in a sync graph node via the bridge, elsewhere in-process.

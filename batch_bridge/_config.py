@@ -44,6 +44,10 @@ ORPHAN_SWEEP_EVERY_S = 60.0
 """How often a tick looks for items of vanished batches."""
 PURGE_EVERY_S = 60.0
 """How often a tick looks for delivered records past their retention."""
+USAGE_PURGE_EVERY_S = 3600.0
+"""How often a tick looks for per-item usage records past their retention."""
+DEFAULT_USAGE_RETENTION_S = 30 * 86400.0
+"""Per-item usage records (what sums a caller thread's cost) are kept 30 days."""
 BUSY_THREAD_RETRY_S = 1.0
 """A result for a busy caller thread (its run still going) is tried again this soon."""
 
@@ -73,6 +77,8 @@ class Reliability:
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     retention_s: float = 3600.0
     """Delivered records are kept this long (so late replays of a node still find them)."""
+    usage_retention_s: float = DEFAULT_USAGE_RETENTION_S
+    """Per-item usage records are kept this long, so per-thread sums outlive the items."""
     safety_cron: str | None = DEFAULT_SAFETY_CRON
     """A platform cron on the bridge thread, created by the first tick: the tick that runs
     even when every scheduled run was lost. None disables it."""

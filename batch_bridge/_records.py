@@ -179,6 +179,9 @@ class ItemRecord:
     result: dict[str, Any] | None = None
     """The resume envelope (value or named error) once the provider answered."""
     result_at: float | None = None
+    usage: dict[str, Any] | None = None
+    """The result's tokens and cost (`PriceTable.cost`), recorded with the result; None when
+    the result carries no usage."""
     attempts: int = 0
     """Resumes tried; it is saved before each try, so after a crash `attempts > 0` with the
     thread no longer waiting means the resume went through."""
@@ -223,6 +226,7 @@ class ItemRecord:
             position=_want(value, "position", int, True),
             result=_want(value, "result", dict, True),
             result_at=_want(value, "result_at", number, True),
+            usage=_want(value, "usage", dict, True),
             attempts=_want(value, "attempts", int, True) or 0,
             failures=_want(value, "failures", int, True) or 0,
             alias=_want(value, "alias", str, True),

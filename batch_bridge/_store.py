@@ -46,6 +46,7 @@ from batch_bridge._records import (
     parse_members,
     verified,
 )
+from batch_bridge._usage import USAGE_BATCHES, USAGE_KIND, ModelUsage, item_usage, usage_namespace
 
 __all__ = [
     "ALIASES",
@@ -135,14 +136,31 @@ class Ledger:
                         found[key] = record
         return found
 
-    async def put_items(self, records: Iterable[ItemRecord]) -> None:
+    async def put_items(self, records: Iterable[ItemRecord], *, usage: bool = False) -> None:
+        """Write records, a page per round trip. With `usage`, each record's usage record
+        (keyed like the item, in its thread's namespace) goes first, in the same pages: a
+        re-run overwrites it, so nothing is counted twice."""
         ops = []
+        items = []
         now = time.time()
         for record in records:
             record.updated_at = now
-            ops.append(PutOp(self.ns(ITEMS), record.key, record.to_value(), index=False))
+            items.append(PutOp(self.ns(ITEMS), record.key, record.to_value(), index=False))
+            if usage and record.usage is not None and record.batch_id is not None:
+                value = item_usage(record.usage, record.thread_id, record.batch_id, now)
+                ns = usage_namespace(self.bridge, record.thread_id)
+                ops.append(PutOp(ns, record.key, value, index=False))
+        ops += items
         for start in range(0, len(ops), STORE_PAGE):
             await self.store.abatch(ops[start : start + STORE_PAGE])
+
+    async def put_batch_usage(self, batch_id: str, by_model: dict[str, ModelUsage]) -> None:
+        """A batch's per-model usage, written once: a re-run of `finish` after a crash sees
+        fewer unfinished items, and must not replace the sums over all of them."""
+        if await self.store.aget(self.ns(USAGE_BATCHES), batch_id) is not None:
+            return
+        value = {"kind": USAGE_KIND, "batch_id": batch_id, "by_model": by_model}
+        await self.store.aput(self.ns(USAGE_BATCHES), batch_id, value, index=False)
 
     async def parse_item(self, key: str, value: Any) -> ItemRecord | None:
         try:

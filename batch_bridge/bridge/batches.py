@@ -17,8 +17,10 @@ from functools import partial
 from typing import Any
 
 from batch_bridge._config import Reliability
+from batch_bridge._prices import DEFAULT_TABLE, PriceTable
 from batch_bridge._results import batch_failed, interpret_poll
 from batch_bridge._store import BatchHeader, ItemRecord, Ledger, check_storable
+from batch_bridge._usage import ModelUsage, add_costs
 from batch_bridge.bridge.calls import Clock, Provider, call_with_timeout, describe
 from batch_bridge.errors import ConfigError, ProviderError
 from batch_bridge.types import FlushPolicy, Pending
@@ -43,8 +45,10 @@ class Batches:
         reliability: Reliability,
         hand_on: HandOn,
         clock: Clock,
+        prices: PriceTable = DEFAULT_TABLE,
     ) -> None:
         self.ledger = ledger
+        self.prices = prices
         self.provider = provider
         self.policy = policy
         self.rel = reliability
@@ -220,7 +224,7 @@ class Batches:
     # -- the end ---------------------------------------------------------------------------
 
     async def finish(self, header: BatchHeader, envelopes: list[dict[str, Any]]) -> None:
-        """Record each member's result, hand them on, then drop the batch.
+        """Record each member's result and cost, hand them on, then drop the batch.
 
         Handed on now, not after slower batches of this tick, and before the provider's
         files are released: the callers wait, the clean-up does not. A crash before the
@@ -233,9 +237,14 @@ class Batches:
                 continue
             record.status, record.result = "result", envelope
             record.result_at = record.next_attempt_at = self.clock()
+            record.usage = self.prices.cost(envelope.get("value")) if envelope.get("ok") else None
             done.append(record)
             self.counts["items_completed" if envelope.get("ok") else "items_failed"] += 1
-        await self.ledger.put_items(done)
+        by_model: dict[str, ModelUsage] = {}
+        add_costs(by_model, (r.usage for r in done if r.usage is not None))
+        if by_model:
+            await self.ledger.put_batch_usage(header.batch_id, by_model)
+        await self.ledger.put_items(done, usage=True)
         await self.hand_on(done)
         await self.release(header)
         await self.ledger.delete_batch(header.batch_id)

@@ -15,6 +15,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from batch_bridge import _client
 from batch_bridge._config import Reliability
+from batch_bridge._prices import DEFAULT_TABLE, PriceTable
 from batch_bridge.bridge.calls import Provider
 from batch_bridge.bridge.intake import QueueView
 from batch_bridge.bridge.state import BridgeState, TickInput
@@ -32,7 +33,11 @@ def _run_id(config: Any) -> str:
 
 
 def build_bridge_graph(
-    provider: Provider, policy: FlushPolicy, reliability: Reliability, name: str
+    provider: Provider,
+    policy: FlushPolicy,
+    reliability: Reliability,
+    name: str,
+    prices: PriceTable = DEFAULT_TABLE,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The compiled graph that langgraph.json registers; its graph id names the bridge."""
 
@@ -50,6 +55,7 @@ def build_bridge_graph(
             client=_client.client_for(None),
             client_for=_client.callback_client,
             clock=time.time,
+            prices=prices,
         ).run(state, _run_id(config))
         return await _client.as_deployment(work)
 

@@ -25,12 +25,15 @@ from langgraph.store.memory import InMemoryStore
 
 from batch_bridge import _trust
 from batch_bridge._config import Reliability
+from batch_bridge._prices import DEFAULT_TABLE, PriceTable
 from batch_bridge._results import unwrap
 from batch_bridge._store import ITEMS, ItemRecord, Ledger
+from batch_bridge._usage import USAGE, ModelUsage, UsageSummary, add_costs, summary
 from batch_bridge.bridge.batches import Batches
 from batch_bridge.bridge.calls import Provider, call
 from batch_bridge.bridge.intake import Intake, everyone_waits
 from batch_bridge.bridge.passes import Passes
+from batch_bridge.bridge.upkeep import Upkeep
 from batch_bridge.types import FlushPolicy, Pending
 
 LOCAL_THREAD = "local"
@@ -99,10 +102,16 @@ class LocalRunner:
     """One bridge's life cycle in a daemon thread of this process."""
 
     def __init__(
-        self, provider: Provider, policy: FlushPolicy, reliability: Reliability, name: str
+        self,
+        provider: Provider,
+        policy: FlushPolicy,
+        reliability: Reliability,
+        name: str,
+        prices: PriceTable = DEFAULT_TABLE,
     ) -> None:
         self.name = name
         self.ledger = Ledger(InMemoryStore(), name)
+        self.upkeep = Upkeep(self.ledger, None, reliability)
         self.futures = Futures(self.ledger, {})
         self.batches = Batches(
             self.ledger,
@@ -111,6 +120,7 @@ class LocalRunner:
             reliability,
             self.futures.run,
             time.time,
+            prices,
         )
         self.passes = Passes(self.batches, Intake(self.batches, everyone_waits), self.futures)
         self._arrived: list[tuple[ItemRecord, concurrent.futures.Future[Any]]] = []
@@ -128,6 +138,15 @@ class LocalRunner:
         """Stop the loop thread; callers still waiting get their futures cancelled."""
         self._main_task.cancel()
         self._thread.join(timeout=2)
+
+    def usage(self) -> UsageSummary:
+        """Tokens and cost of every result this process's bridge recorded (thread "local")."""
+        return asyncio.run_coroutine_threadsafe(self._usage(), self._loop).result()
+
+    async def _usage(self) -> UsageSummary:
+        by_model: dict[str, ModelUsage] = {}
+        add_costs(by_model, (s.value for s in await self.ledger.search(USAGE)))
+        return summary(self.name, LOCAL_THREAD, by_model)
 
     def submit(self, item: Any) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -167,5 +186,7 @@ class LocalRunner:
                 self.futures.waiting[record.key] = future
             await self.ledger.put_items([record for record, _ in arrived])
             last_flushed, delay, _ = await self.passes.take(False, last_flushed)
+            await self.upkeep.fold_usage({h.batch_id for h in await self.ledger.headers()})
+            await self.upkeep.purge_usage(time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from batch_bridge._usage import UsageSummary
+
 
 class TickInput(TypedDict, total=False):
     flush: bool
@@ -38,6 +40,9 @@ class BridgeState(TypedDict, total=False):
     """Where the record-signing key comes from: "configured" (BATCH_BRIDGE_SECRET),
     "derived" (from the deployment's own connection settings) or "local file" (dev)."""
     ticks: int
+    usage: UsageSummary
+    """Tokens, batch cost, normal-API cost and savings of every result so far, per model;
+    summed from durable per-batch records, so a killed tick neither loses nor repeats any."""
     continue_in_s: float | None
     """Seconds until the running tick takes its next pass itself (work due that soon)."""
     run_id: str

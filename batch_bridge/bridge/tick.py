@@ -25,7 +25,9 @@ from batch_bridge._config import (
     QUEUED_ON_IDLE_RECHECK_S,
     Reliability,
 )
+from batch_bridge._prices import DEFAULT_TABLE, PriceTable
 from batch_bridge._store import ITEMS, Ledger
+from batch_bridge._usage import summary as usage_summary
 from batch_bridge.bridge.batches import Batches
 from batch_bridge.bridge.calls import Clock, Provider
 from batch_bridge.bridge.deliver import Deliverer
@@ -64,6 +66,7 @@ class Tick:
         client: Any,
         client_for: _callers.ClientFor,
         clock: Clock,
+        prices: PriceTable = DEFAULT_TABLE,
     ) -> None:
         self.bridge = bridge
         self.client = client
@@ -72,7 +75,7 @@ class Tick:
         self.ledger = Ledger(store, bridge)
         self.deliverer = Deliverer(self.ledger, reliability.delivery, client_for, clock)
         self.batches = Batches(
-            self.ledger, provider, policy, reliability, self.deliverer.run, clock
+            self.ledger, provider, policy, reliability, self.deliverer.run, clock, prices
         )
         self.intake = Intake(self.batches, CallerCheck(self.ledger, client_for), queue)
         self.passes = Passes(self.batches, self.intake, self.deliverer)
@@ -122,6 +125,7 @@ class Tick:
             and not await _client.run_waiting(self.client, self.bridge)
         )
         await self.upkeep.purge(self.now)
+        await self.upkeep.purge_usage(self.now)
         summary = await self._summary(state)
         if again:
             delay = None  # the next pass of this run, not a new run
@@ -175,6 +179,9 @@ class Tick:
             "record_key": _trust.key_source(),
             "last_error": self.batches.last_error or state.get("last_error"),
             "ticks": state.get("ticks", 0) + 1,
+            "usage": usage_summary(
+                self.bridge, None, await self.upkeep.fold_usage({h.batch_id for h in in_flight})
+            ),
         }
         counts = dict(self.batches.counts)
         counts["items_delivered"] = self.deliverer.delivered

@@ -1,4 +1,5 @@
-"""Upkeep: the tick marker, the safety cron, the orphan sweep and the purge of old records.
+"""Upkeep: the tick marker, the safety cron, the orphan sweep, the purge of old records and
+the bridge's running usage total.
 
 None of it moves an item forward; each keeps the bridge from waiting on something lost
 (a scheduled run, a batch record) or from growing without end.
@@ -9,15 +10,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from langgraph.store.base import PutOp
+
 from batch_bridge import _client
 from batch_bridge._config import (
     ORPHAN_SWEEP_EVERY_S,
     PURGE_EVERY_S,
     SAFETY_CRON_RECHECK_S,
+    USAGE_PURGE_EVERY_S,
     Reliability,
 )
+from batch_bridge._constants import STORE_PAGE
 from batch_bridge._marker import TICK_MARKER, MarkerState, tick_marker
 from batch_bridge._store import ALIASES, ITEMS, META, Ledger
+from batch_bridge._usage import USAGE, USAGE_BATCHES, USAGE_TOTALS, ModelUsage, fold
 
 log = logging.getLogger("batch_bridge")
 
@@ -93,3 +99,36 @@ class Upkeep:
         aliases = [alias for _, alias in old if isinstance(alias, str)]
         await self.ledger.delete(ALIASES, aliases)
         await self.ledger.delete(ITEMS, [key for key, _ in old])
+
+    async def purge_usage(self, now: float) -> None:
+        """Forget per-item usage records past `usage_retention_s`; looked for once an hour."""
+        last = await self._last("usage_purge")
+        if last and now - float(last.get("at") or 0) < USAGE_PURGE_EVERY_S:
+            return
+        await self._note("usage_purge", {"at": now})
+        cutoff = now - self.rel.usage_retention_s
+        old = [
+            PutOp(stored.namespace, stored.key, None)
+            for stored in await self.ledger.search(USAGE, {"at": {"$lt": cutoff}})
+            if (stored.value.get("at") or 0) < cutoff
+        ]
+        for start in range(0, len(old), STORE_PAGE):
+            await self.ledger.store.abatch(old[start : start + STORE_PAGE])
+
+    async def fold_usage(self, in_flight: set[str]) -> dict[str, ModelUsage]:
+        """The bridge's per-model totals, after folding in the usage of finished batches.
+
+        Only batches no longer in flight: a batch's aggregate is final once `finish` has
+        dropped the batch (a `finish` re-run after a crash still relies on it)."""
+        totals = await self._last(USAGE_TOTALS)
+        done = {
+            stored.key: stored.value
+            for stored in await self.ledger.search(USAGE_BATCHES)
+            if stored.key not in in_flight
+        }
+        new = fold(totals, done)
+        if done:
+            await self._note(USAGE_TOTALS, new)
+            await self.ledger.delete(USAGE_BATCHES, sorted(done))
+        by_model: dict[str, ModelUsage] = new["by_model"]
+        return by_model
