@@ -147,7 +147,10 @@ class TokenUsage(NamedTuple):
 
 
 def _count(node: Any, *path: str) -> int | None:
+    """The count at `path` (0 when absent), or None when it is not a count."""
     for name in path:
+        if node is None:
+            return 0
         if not isinstance(node, Mapping):
             return None
         node = node.get(name)
