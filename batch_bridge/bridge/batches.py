@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -21,6 +21,7 @@ from batch_bridge._results import batch_failed, interpret_poll
 from batch_bridge._store import BatchHeader, ItemRecord, Ledger, check_storable
 from batch_bridge.bridge.calls import Clock, Provider, call_with_timeout, describe
 from batch_bridge.errors import ConfigError, ProviderError
+from batch_bridge.providers._handles import handle_summary
 from batch_bridge.types import FlushPolicy, Pending
 
 log = logging.getLogger("batch_bridge")
@@ -30,6 +31,9 @@ HandOn = Callable[[list[ItemRecord]], Awaitable[None]]
 callers, script mode settles their futures."""
 
 Step = Callable[[], Awaitable[None]]
+
+RECENT_FINISHED = 20
+"""Finished batches the bridge's state keeps for the status page (newest first)."""
 
 
 class Batches:
@@ -52,6 +56,8 @@ class Batches:
         self.clock = clock
         self.counts: dict[str, int] = defaultdict(int)
         self.last_error: str | None = None
+        self.finished: deque[dict[str, Any]] = deque(maxlen=RECENT_FINISHED)
+        """What this tick finished, oldest first: outcome, counts and duration, no payloads."""
 
     def due(self, header: BatchHeader, now: float) -> Step | None:
         """The provider call this batch is waiting for, if it is due at `now`."""
@@ -236,6 +242,7 @@ class Batches:
             done.append(record)
             self.counts["items_completed" if envelope.get("ok") else "items_failed"] += 1
         await self.ledger.put_items(done)
+        self.finished.append(finished_entry(header, envelopes, self.clock()))
         await self.hand_on(done)
         await self.release(header)
         await self.ledger.delete_batch(header.batch_id)
@@ -251,3 +258,25 @@ class Batches:
             )
         except Exception as exc:
             log.warning("release of batch %s failed: %s", header.batch_id, describe(exc))
+
+
+def finished_entry(
+    header: BatchHeader, envelopes: list[dict[str, Any]], now: float
+) -> dict[str, Any]:
+    """A finished batch as the status page shows it: outcome, counts, duration, first error."""
+    failed = [e for e in envelopes if not e.get("ok")]
+    error = next((e.get("error") for e in failed if isinstance(e.get("error"), dict)), None)
+    entry: dict[str, Any] = {
+        "batch_id": header.batch_id,
+        "outcome": "failed" if failed and len(failed) == len(envelopes) else "completed",
+        "size": header.size,
+        "ok": len(envelopes) - len(failed),
+        "failed": len(failed),
+        "created_at": header.created_at,
+        "submitted_at": header.submitted_at,
+        "finished_at": now,
+        "duration_s": round(now - header.created_at, 3),
+    }
+    if error is not None:
+        entry["error"] = str(error.get("message") or error.get("type"))[:300]
+    return entry | handle_summary(header.handle)

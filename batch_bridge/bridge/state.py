@@ -32,6 +32,9 @@ class BridgeState(TypedDict, total=False):
     items_failed: int
     items_delivered: int
     records_quarantined: int
+    finished: list[dict[str, Any]]
+    """The last finished batches, newest first (at most `RECENT_FINISHED`): outcome, item
+    counts, duration and the provider's ids, for the status page."""
     last_error: str | None
     """The latest provider error a tick met (a configuration error shows here at once)."""
     record_key: str

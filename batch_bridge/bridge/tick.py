@@ -26,7 +26,7 @@ from batch_bridge._config import (
     Reliability,
 )
 from batch_bridge._store import ITEMS, Ledger
-from batch_bridge.bridge.batches import Batches
+from batch_bridge.bridge.batches import RECENT_FINISHED, Batches
 from batch_bridge.bridge.calls import Clock, Provider
 from batch_bridge.bridge.deliver import Deliverer
 from batch_bridge.bridge.intake import CallerCheck, Intake, QueueView
@@ -175,6 +175,9 @@ class Tick:
             "record_key": _trust.key_source(),
             "last_error": self.batches.last_error or state.get("last_error"),
             "ticks": state.get("ticks", 0) + 1,
+            "finished": [*reversed(self.batches.finished), *state.get("finished", [])][
+                :RECENT_FINISHED
+            ],
         }
         counts = dict(self.batches.counts)
         counts["items_delivered"] = self.deliverer.delivered
