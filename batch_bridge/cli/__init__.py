@@ -1,12 +1,12 @@
-"""`batch-bridge`: run the demo, serve the emulator, set up the bridge's cron.
+"""`batch-bridge`: run the demo, serve the emulator, set up the bridge's cron, show its status.
 
 One click group; each subcommand's `--help` lists its own options. Expected failures (a bad
 option value, an unreachable URL, an unknown bridge, a schedule the server refuses) end as
 one line on stderr, never a traceback: exit code 2 for usage errors, 1 for the others.
 
-One module a command (`demo.py`, `cron.py`; the emulator's lives in `batch_bridge.testing`),
-shared option checks in `_options.py`. To add a command, write its module with a
-`@click.command()` and append it to `COMMANDS`.
+One module a command (`demo.py`, `cron.py`, `status.py`; the emulator's lives in
+`batch_bridge.testing`), shared option checks in `_options.py`. To add a command, write
+its module with a `@click.command()` and append it to `COMMANDS`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ except ImportError:  # the console script exists in every install; its parts com
         "batch-bridge needs its command-line parts: pip install 'batch-bridge[cli]'"
     ) from None
 
-from batch_bridge.cli import cron, demo
+from batch_bridge.cli import cron, demo, status
 from batch_bridge.cli.cron import CLI_CRON_TAG, CronResult, apply_cron
 from batch_bridge.testing.__main__ import main as emulator
 
@@ -29,6 +29,7 @@ COMMANDS: dict[str, click.Command] = {
     "cron": cron.cron,
     "demo": demo.demo,
     "emulator": emulator,
+    "status": status.status,
 }
 """Every subcommand of `batch-bridge`, by name."""
 

@@ -49,23 +49,40 @@ TOTALS = (
 
 
 async def count_records(
-    store: BaseStore, ns: tuple[str, ...], filter: dict[str, Any] | None = None
+    store: BaseStore,
+    ns: tuple[str, ...],
+    filter: dict[str, Any] | None = None,
+    *,
+    hint: int | None = None,
 ) -> int:
-    """How many records match, found by probing offsets (doubling, then halving) with
-    searches of one record each: about 2·log2(n) round trips, no page of payloads read."""
+    """How many records match, from searches of a page each, never all of them.
 
-    async def exists(index: int) -> bool:
-        return bool(await store.asearch(ns, filter=filter, limit=1, offset=index))
+    A store search costs one pass over the namespace whatever its offset, so the number of
+    searches is what counts. A page that comes back short gives the count at once: with a
+    right `hint` (the tick's last count) one search of two records; else pages at doubling
+    offsets, then halving between the last full page and the first empty one (about
+    2·log2(n / page) searches: eight for 10,000 records).
+    """
+    page = STORE_PAGE
 
-    if not await exists(0):
-        return 0
-    low, high = 0, 1  # low exists; find a high that does not
-    while await exists(high):
-        low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (middle, high) if await exists(middle) else (low, middle)
-    return low + 1
+    async def seen(offset: int, limit: int = page) -> int:
+        return len(await store.asearch(ns, filter=filter, limit=limit, offset=offset))
+
+    if hint is not None and hint > 0 and await seen(hint - 1, 2) == 1:
+        return hint
+    low, offset, step = 0, 0, page  # low: records known to exist
+    while (found := await seen(offset)) == page:
+        low, offset, step = offset + page, offset + step, step * 2
+    if found:
+        return offset + found
+    high = offset  # no record at `high`: the count is in [low, high]
+    while low < high:
+        middle = max(low, (low + high) // 2 - page // 2)
+        found = await seen(middle)
+        if 0 < found < page:
+            return middle + found
+        low, high = (middle + page, high) if found == page else (low, middle)
+    return low
 
 
 async def _ends(
@@ -82,13 +99,15 @@ async def _ends(
 
 
 async def _newest(
-    store: BaseStore, ns: tuple[str, ...], filter: dict[str, Any] | None, total: int
-) -> list[Item]:
-    """Records to pick the newest few from: all of them up to a page (a record rewritten
-    keeps its place in memory), else both ends of the search."""
-    if total <= STORE_PAGE:
-        return list(await store.asearch(ns, filter=filter, limit=STORE_PAGE))
-    return await _ends(store, ns, filter, total, NEWEST_SHOWN)
+    store: BaseStore, ns: tuple[str, ...], filter: dict[str, Any] | None
+) -> tuple[int, list[Item]]:
+    """The count, and records to pick the newest few from: all of them up to a page (one
+    search; a rewritten record keeps its place in memory), else both ends of the search."""
+    first: list[Item] = list(await store.asearch(ns, filter=filter, limit=STORE_PAGE))
+    if len(first) < STORE_PAGE:
+        return len(first), first
+    total = await count_records(store, ns, filter)
+    return total, await _ends(store, ns, filter, total, NEWEST_SHOWN)
 
 
 def _item(stored: Item) -> ItemRecord | None:
@@ -98,10 +117,10 @@ def _item(stored: Item) -> ItemRecord | None:
         return None
 
 
-async def _pending(store: BaseStore, bridge: str, now: float) -> dict[str, Any]:
+async def _pending(store: BaseStore, bridge: str, now: float, hint: int | None) -> dict[str, Any]:
     ns = namespace(bridge, ITEMS)
     queued = {"status": "queued"}
-    total = await count_records(store, ns, queued)
+    total = await count_records(store, ns, queued, hint=hint)
     records = [r for i in await _ends(store, ns, queued, total, 1) if (r := _item(i))]
     oldest = min((r.created_at for r in records), default=None)
     return {
@@ -114,8 +133,8 @@ async def _pending(store: BaseStore, bridge: str, now: float) -> dict[str, Any]:
 async def _undeliverable(store: BaseStore, bridge: str) -> dict[str, Any]:
     ns = namespace(bridge, ITEMS)
     which = {"status": "undeliverable"}
-    total = await count_records(store, ns, which)
-    records = [r for i in await _newest(store, ns, which, total) if (r := _item(i))]
+    total, found = await _newest(store, ns, which)
+    records = [r for i in found if (r := _item(i))]
     records.sort(key=lambda r: r.updated_at, reverse=True)
     newest = [
         {"key": r.key, "reason": r.last_error, "at": r.updated_at} for r in records[:NEWEST_SHOWN]
@@ -125,8 +144,8 @@ async def _undeliverable(store: BaseStore, bridge: str) -> dict[str, Any]:
 
 async def _quarantined(store: BaseStore, bridge: str) -> dict[str, Any]:
     ns = namespace(bridge, QUARANTINE)
-    total = await count_records(store, ns)
-    kept = [i.value for i in await _newest(store, ns, None, total)]
+    total, found = await _newest(store, ns, None)
+    kept = [i.value for i in found]
     shown = [
         {
             "key": str(v.get("key")),
@@ -197,6 +216,10 @@ async def _in_flight(store: BaseStore, bridge: str, now: float) -> tuple[int, li
     return len(headers), shown
 
 
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _usage(value: Any) -> dict[str, dict[str, Any]]:
     """Per-model figures as recorded, scalars only; `{}` when the bridge records none."""
     if not isinstance(value, Mapping):
@@ -233,7 +256,7 @@ async def bridge_status(
         "generated_at": now,
         "ticks": int(state.get("ticks") or 0),
         "next_tick_in_s": state.get("next_tick_in_s"),
-        "pending": await _pending(store, bridge, now),
+        "pending": await _pending(store, bridge, now, _int(state.get("pending"))),
         "in_flight_count": in_flight_count,
         "in_flight": in_flight,
         "delivering": delivering,

@@ -20,14 +20,33 @@ from .fakes import Clock, FakeClient, FakeProvider
 from .test_tick import make_tick, queued
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 8, 9, 1000, 1001, 2500])
-async def test_count_records_probes_the_exact_size(n: int) -> None:
-    store = InMemoryStore()
+class CountingStore(InMemoryStore):
+    """Counts searches: each is a pass over the namespace, whatever its offset."""
+
+    searches = 0
+
+    async def asearch(self, *args: Any, **kwargs: Any) -> Any:
+        self.searches += 1
+        return await super().asearch(*args, **kwargs)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 999, 1000, 1001, 2000, 2999, 4000, 7001])
+async def test_count_records_finds_the_exact_size_in_a_few_searches(n: int) -> None:
+    store = CountingStore()
     ns = ("batch_bridge", "b", ITEMS)
-    for i in range(n):
+    for i in range(2 * n):
         store.put(ns, f"k{i}", {"status": "queued" if i % 2 else "done"})
-    assert await count_records(store, ns) == n
-    assert await count_records(store, ns, {"status": "queued"}) == n // 2
+    assert await count_records(store, ns) == 2 * n
+    store.searches = 0
+    assert await count_records(store, ns, {"status": "queued"}) == n
+    assert store.searches <= 8
+    for hint in (n, n + 1, max(0, n - 1), 3 * n + 5):
+        store.searches = 0
+        assert await count_records(store, ns, {"status": "queued"}, hint=hint) == n
+        assert store.searches <= 9
+    store.searches = 0
+    assert await count_records(store, ns, {"status": "queued"}, hint=n or None) == n
+    assert store.searches == 1
 
 
 async def test_pending_items_and_the_age_of_the_oldest_without_payloads() -> None:
@@ -202,3 +221,38 @@ async def test_the_routes_serve_the_page_and_the_same_data_as_json() -> None:
     assert data["pending"]["count"] == 1 and data["ticks"] == 4
     assert data["last_error"] == "batch bb_1: HTTP 500"
     assert bad.status_code == 400 and "a.b" in bad.json()["error"]
+
+
+async def test_the_command_renders_every_section_of_the_same_data() -> None:
+    from rich.console import Console
+
+    from batch_bridge.cli.status import render_status
+
+    store, clock = InMemoryStore(), Clock()
+    await Ledger(store, "bridge").put_items([queued("t0", {"q": 0}, clock.now - 90)])
+    state = {
+        "ticks": 2,
+        "finished": [
+            {
+                "batch_id": "bb_done",
+                "outcome": "failed",
+                "ok": 0,
+                "failed": 2,
+                "size": 2,
+                "duration_s": 12.5,
+                "finished_at": clock.now - 3,
+                "provider_ids": ["batch_x"],
+                "error": "expired",
+            }
+        ],
+        "usage": {"gpt-5-mini": {"input_tokens": 10, "cost_usd": 0.5}},
+    }
+    data = await bridge_status(store, "bridge", state, now=clock.now)
+    console = Console(record=True, width=200)
+    render_status(data, console)
+    text = console.export_text()
+    assert "pending 1 (oldest 1 min 30 s)" in text
+    for shown in ("bb_done", "batch_x", "failed", "12.5 s", "expired", "gpt-5-mini", "0.5000"):
+        assert shown in text
+    render_status({**data, "usage": {}}, console)
+    assert "per model: no data" in console.export_text()
