@@ -223,7 +223,7 @@ async def test_the_json_stays_quick_with_ten_thousand_pending_items(
     server: DevServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """10,000 signed queued records of a bridge no tick reads: the JSON counts them by
-    probing, and answers within a few seconds."""
+    page probes, and the page shows the count within seconds."""
     for name, value in SECRET.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(_trust, "_secret", None)
@@ -255,4 +255,23 @@ async def test_the_json_stays_quick_with_ten_thousand_pending_items(
     print(f"status.json with 10,000 pending items: {', '.join(f'{t:.2f}s' for t in timings)}")
     assert status["pending"]["count"] == 10_000
     assert status["pending"]["oldest_at"] == pytest.approx(now - 10_000)
-    assert min(timings) < 3.0
+    assert min(timings) < 5.0  # about 1-2 s on a busy 2-core machine
+    assert await page_load_s(server, "st_load", "10000") < 10.0
+
+
+async def page_load_s(server: DevServer, bridge: str, pending: str) -> float:
+    """Seconds from navigation until Chromium shows `pending` as the pending count."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page()
+        started = time.monotonic()
+        await page.goto(f"{server.url}/batch-bridge/?bridge={bridge}")
+        await page.wait_for_function(
+            "n => document.getElementById('pending-count').textContent === n", arg=pending
+        )
+        took = time.monotonic() - started
+        await browser.close()
+    print(f"page with {pending} pending items loaded and rendered in {took:.2f}s")
+    return took
