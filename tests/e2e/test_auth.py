@@ -8,7 +8,10 @@ protected like the rest (`enable_custom_route_auth`).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -93,3 +96,12 @@ async def test_the_status_page_is_refused_without_a_token_and_served_with_one(
     # read as the deployment: the bridge's own thread and records, which alice cannot read
     assert status["kind"] == "batch_bridge.status" and status["ticks"] > 0
     assert status["totals"]["items_delivered"] >= 1
+
+    cli = [str(Path(sys.executable).with_name("batch-bridge")), "status", "--url", auth_server.url]
+    refused = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "refused the request (HTTP 40" in refused.stderr
+    shown = subprocess.run(
+        [*cli, "--json", "--token", TOKENS["alice"]], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["totals"]["items_delivered"] >= 1

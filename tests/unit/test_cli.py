@@ -50,7 +50,7 @@ def test_each_subcommand_help_lists_its_own_options_with_help_text(name: str) ->
 
 
 def test_subcommands_and_their_key_options() -> None:
-    assert set(main.commands) == {"cron", "demo", "emulator"}
+    assert set(main.commands) == {"cron", "demo", "emulator", "status"}
     demo = invoke("demo", "--help").output
     for flag in ("--threads", "--max-batch-size", "--max-batch-age", "--poll-interval"):
         assert flag in demo
@@ -61,6 +61,9 @@ def test_subcommands_and_their_key_options() -> None:
     emulator = invoke("emulator", "--help").output
     for flag in ("--port", "--in-progress-s", "--error-rate", "--retry-after-s"):
         assert flag in emulator
+    status = invoke("status", "--help").output
+    for flag in ("--url", "--bridge", "--json", "--token"):
+        assert flag in status
 
 
 def test_emulator_subcommand_is_the_module_command() -> None:
@@ -88,6 +91,8 @@ def test_version_comes_from_the_installed_distribution() -> None:
         (["cron"], "--url"),
         (["cron", "--url", "ftp://example.com"], "--url"),
         (["cron", "--url", "http://127.0.0.1:1", "--schedule", "* * *"], "--schedule"),
+        (["status"], "--url"),
+        (["status", "--url", "not a url"], "--url"),
         (["emulator", "--error-rate", "2"], "error_rate"),
         (["emulator", "--in-progress-s", "-1"], "in_progress_s"),
         (["emulator", "--max-file-bytes", "1.5"], "--max-file-bytes"),
@@ -98,6 +103,11 @@ def test_version_comes_from_the_installed_distribution() -> None:
 def test_bad_values_are_one_line_and_exit_code_2(args: list[str], names: str) -> None:
     line = assert_one_error_line(invoke(*args), 2)
     assert names in line
+
+
+def test_status_of_an_unreachable_deployment_is_one_line_exit_code_1() -> None:
+    line = assert_one_error_line(invoke("status", "--url", "http://127.0.0.1:1"), 1)
+    assert line.startswith("Error: cannot reach http://127.0.0.1:1")
 
 
 def test_the_module_entry_point_names_itself_in_errors() -> None:
