@@ -296,11 +296,15 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoSumm
             }
             shown = provider.base_url if settings.provider == "openai" else provider.url
             display.show("starting server", f"{settings.provider} emulator at {shown}")
-            server = DevServer(Path(workdir), graphs, base_dir=base_dir, env=env)
+            status_routes = {"app": "batch_bridge.http:app"}
+            server = DevServer(
+                Path(workdir), graphs, base_dir=base_dir, env=env, http=status_routes
+            )
             try:
                 _start(server)
                 with _log_kept_on_error(server):
-                    display.show("creating threads", f"langgraph dev at {server.url}")
+                    page = f"status page at {server.url}/batch-bridge/"
+                    display.show("creating threads", f"langgraph dev at {server.url}, {page}")
                     summary = asyncio.run(_drive(server.url, settings, display))
                 if summary.succeeded < settings.threads:
                     summary = dataclasses.replace(summary, server_log=_keep_log(server))
