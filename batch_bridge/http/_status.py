@@ -1,8 +1,9 @@
 """The status data: one JSON-safe snapshot of a bridge, for the page, its JSON and the CLI.
 
 Live counts come from the store, the rest (finished batches, totals, usage) from the
-bridge's state. It stays cheap whatever the queue: counts are size probes (searches of one
-record at a growing offset), and only the few records shown are parsed. Nothing here
+bridge's state. It stays cheap whatever the queue: counts are page probes (`count_records`:
+a few store searches, never a read of the whole queue), and only the few records shown are
+parsed. Nothing here
 writes: a record that does not verify is skipped, never quarantined, and no payload or
 result is ever part of the answer.
 """
@@ -29,6 +30,7 @@ from batch_bridge._records import (
     namespace,
     verified,
 )
+from batch_bridge.bridge.tick import TOTALS
 from batch_bridge.providers._handles import handle_summary
 
 __all__ = ["STATUS_KIND", "bridge_status", "count_records"]
@@ -38,14 +40,6 @@ NEWEST_SHOWN = 5
 """Undeliverable and quarantined records listed by key (never by payload)."""
 IN_FLIGHT_SHOWN = 50
 """In-flight batches listed in detail; the count covers them all."""
-TOTALS = (
-    "batches_submitted",
-    "items_submitted",
-    "items_completed",
-    "items_failed",
-    "items_delivered",
-    "records_quarantined",
-)
 
 
 async def count_records(
