@@ -147,8 +147,8 @@ def _plan(existing: Any, key: str, new: ItemRecord) -> ItemRecord | None:
     A replayed node finds its record and writes nothing, whatever stage the item reached.
     A still queued record is refreshed if the item changed (nothing was sent yet); an item
     that changed after it was sent is a bug in the node (code before `wait()` must compute
-    the same item each time), reported as such. An undeliverable result whose thread waits
-    again is armed for delivery once more.
+    the same item each time), reported as such. An undeliverable or dropped result whose
+    thread waits again is armed for delivery once more.
     """
     try:
         old = ItemRecord.from_value(key, existing)
@@ -162,7 +162,7 @@ def _plan(existing: Any, key: str, new: ItemRecord) -> ItemRecord | None:
             f"node's earlier run, after the first was already sent (status {old.status!r}): "
             "code before wait() must compute the same item every time the node runs."
         )
-    if old.status == "undeliverable" and old.result is not None:
+    if old.status in ("undeliverable", "dropped") and old.result is not None:
         old.status, old.attempts, old.failures = "result", 0, 0
         old.result_at = old.next_attempt_at = time.time()
         return old

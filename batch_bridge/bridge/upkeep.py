@@ -74,7 +74,7 @@ class Upkeep:
         await self._note("sweep", {"at": now})
 
     async def purge(self, now: float) -> None:
-        """Forget delivered items once no replay of their node can need the record.
+        """Forget delivered and dropped items once no replay of their node can need the record.
 
         Looked for once a minute: the search reads every delivered record."""
         last = await self._last("purge")
@@ -84,10 +84,12 @@ class Upkeep:
         cutoff = now - self.rel.retention_s
         # The store narrows the search (PostgreSQL compares the text of the number, exact
         # for epoch seconds); the check below decides.
-        due = {"status": "delivered", "updated_at": {"$lt": cutoff}}
         old = [
             (stored.key, stored.value.get("alias"))
-            for stored in await self.ledger.search(ITEMS, due)
+            for status in ("delivered", "dropped")
+            for stored in await self.ledger.search(
+                ITEMS, {"status": status, "updated_at": {"$lt": cutoff}}
+            )
             if (stored.value.get("updated_at") or 0) < cutoff
         ]
         aliases = [alias for _, alias in old if isinstance(alias, str)]
