@@ -23,9 +23,20 @@ class Killed(BaseException):
     """A worker dying mid-call: nothing in the tick catches it."""
 
 
-async def in_flight(store: InMemoryStore, client: FakeClient, clock: Clock, n: int) -> Any:
+class DiesOnce(FakeProvider):
+    """A provider whose first cancel is taken, then the worker dies before it returns."""
+
+    def cancel(self, handle: str) -> None:
+        super().cancel(handle)
+        if len(self.cancelled) == 1:
+            raise Killed
+
+
+async def in_flight(
+    store: InMemoryStore, client: FakeClient, clock: Clock, n: int, kind: type = FakeProvider
+) -> Any:
     """`n` waiting callers whose batch went out and is still running."""
-    provider = FakeProvider(answers=[None])
+    provider = kind(answers=[None])
     records = [queued(f"t{i}", f"q{i}", clock.now - 10) for i in range(n)]
     await Ledger(store, "bridge").put_items(records)
     for record in records:
@@ -133,32 +144,18 @@ async def test_a_batch_not_yet_at_the_provider_is_cancelled_at_once():
 
 async def test_a_tick_killed_mid_cancel_asks_again_and_resumes_each_caller_once():
     store, client, clock = InMemoryStore(), FakeClient(), Clock()
-    provider, state, batch_id = await in_flight(store, client, clock, 2)
-    calls: list[Any] = []
-
-    def dies_once(handle: Any) -> None:
-        calls.append(handle)
-        if len(calls) == 1:
-            raise Killed
-
-    tick = make_tick(store, client, clock, provider)
-    tick.batches.provider = tick.batches.provider.__class__(
-        provider.submit, provider.poll, dies_once, release=provider.release
-    )
+    provider, state, batch_id = await in_flight(store, client, clock, 2, DiesOnce)
     asked: BridgeState = {**state, "cancel": [batch_id]}
+
     with pytest.raises(Killed):
-        await tick.run(asked, "run-2")
-    header = (await Ledger(store, "bridge").headers())[0]
+        await make_tick(store, client, clock, provider).run(asked, "run-2")
+    (header,) = await Ledger(store, "bridge").headers()
     assert header.cancel_requested_at is not None and not header.cancel_sent
 
     provider.answers = [["done", BatchFailedError("cancelled", code="batch_cancelled")]]
-    tick = make_tick(store, client, clock, provider)
-    tick.batches.provider = tick.batches.provider.__class__(
-        provider.submit, provider.poll, dies_once, release=provider.release
-    )
-    state = await tick.run(asked, "run-3")  # the platform retries the run with its input
+    state = await make_tick(store, client, clock, provider).run(asked, "run-3")  # retried run
 
-    assert calls == ["handle-1", "handle-1"]
+    assert provider.cancelled == ["handle-1", "handle-1"]
     assert state["last_cancel"]["outcomes"] == {batch_id: "cancelling"}
     assert sorted(t for t, _, _ in client.runs.resumes) == ["t0", "t1"]
     assert set((await statuses(Ledger(store, "bridge"))).values()) == {"delivered"}
