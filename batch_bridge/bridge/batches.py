@@ -222,20 +222,25 @@ class Batches:
     async def send_cancel(self, header: BatchHeader) -> None:
         """Ask the provider to stop a batch an operator cancelled (recorded before): polled
         on until it ends, so its finished rows still reach their callers. `cancel` may return
-        the handle to poll from then on (the adapters mark it, so they resubmit nothing)."""
-        assert self.provider.cancel is not None
+        the handle to poll from then on (the adapters mark it, so they resubmit nothing).
+        A failed call is asked again at the next poll, unless trying again cannot help."""
+        handle = None
         try:
+            if self.provider.cancel is None:  # redeployed without one since the request
+                raise ConfigError("the bridge has no cancel function any more")
             handle = await call_with_timeout(
                 self.rel.provider_timeout_s, self.provider.cancel, header.handle
             )
             if handle is not None:
                 check_storable(handle, "the handle cancel returned")
         except Exception as exc:
-            log.warning(
-                "cancel of batch %s failed: %s; asked again", header.batch_id, describe(exc)
-            )
+            final = isinstance(exc, ConfigError | ValueError)
+            again = "not asked again" if final else "asked again"
+            log.warning("cancel of batch %s failed: %s; %s", header.batch_id, describe(exc), again)
             self.last_error = f"batch {header.batch_id}: cancel: {describe(exc)}"
-            return
+            if not final:
+                return
+            handle = None
         header.handle = header.handle if handle is None else handle
         header.cancel_sent = True
         header.next_poll_at = self.clock()

@@ -160,3 +160,33 @@ async def test_a_tick_killed_mid_cancel_asks_again_and_resumes_each_caller_once(
     assert sorted(t for t, _, _ in client.runs.resumes) == ["t0", "t1"]
     assert set((await statuses(Ledger(store, "bridge"))).values()) == {"delivered"}
     assert await Ledger(store, "bridge").search(ITEMS, {"status": "result"}) == []
+
+
+class RefusesOnce(FakeProvider):
+    """A provider that cannot be reached for the first cancel."""
+
+    def cancel(self, handle: str) -> None:
+        super().cancel(handle)
+        if len(self.cancelled) == 1:
+            raise RuntimeError("provider unreachable")
+
+
+async def test_a_cancel_the_provider_refused_is_asked_again_at_the_next_poll():
+    store, client, clock = InMemoryStore(), FakeClient(), Clock()
+    provider, state, batch_id = await in_flight(store, client, clock, 1, RefusesOnce)
+    provider.answers = [None]
+
+    state = await make_tick(store, client, clock, provider).run(
+        {**state, "cancel": [batch_id]}, "run-2"
+    )
+    assert "provider unreachable" in (state["last_error"] or "")
+    assert state["last_cancel"]["outcomes"] == {batch_id: "cancelling"}
+    assert client.runs.resumes == []
+
+    clock.now += 60
+    provider.answers = [[BatchFailedError("cancelled", code="batch_cancelled")]]
+    await make_tick(store, client, clock, provider).run(state, "run-3")
+
+    assert provider.cancelled == ["handle-1", "handle-1"]
+    with pytest.raises(BatchCancelledError, match=batch_id):
+        unwrap(answers(client)["t0"])
