@@ -134,4 +134,5 @@ async def test_a_caller_set_up_right_still_gets_its_answer(dev_server, tmp_path)
         done = await finished(client, threads)
     finally:
         server.stop()
+    assert [t["status"] for t in done] == ["idle"] * 3, server.log()[-3000:]
     assert [t["values"]["result"]["echo"] for t in done] == [f"right {i}" for i in range(3)]
