@@ -14,8 +14,10 @@ import pytest
 from click.testing import CliRunner, Result
 from langgraph_sdk.client import LangGraphClient
 
-from batch_bridge import cli
+from batch_bridge import bridge_thread_id
 from batch_bridge.cli import CLI_CRON_TAG, CronResult, apply_cron, main
+from batch_bridge.cli import cron as cli_cron
+from batch_bridge.cli import demo as cli_demo
 from batch_bridge.demo import DemoError, DemoSummary, Snapshot, describe, log_cause
 from batch_bridge.testing.__main__ import main as emulator_main
 
@@ -111,7 +113,7 @@ def test_demo_error_is_one_line_with_the_kept_log(
     def failing(settings: Any) -> DemoSummary:
         raise DemoError("langgraph dev did not start: GraphLoadError: boom.", server_log=kept)
 
-    monkeypatch.setattr(cli, "run_demo", failing)
+    monkeypatch.setattr(cli_demo, "run_demo", failing)
     line = assert_one_error_line(invoke("demo"), 1)
     reason = "langgraph dev did not start: GraphLoadError: boom"
     assert line == f"Error: {reason}; server log kept at {kept}"
@@ -122,7 +124,7 @@ def test_demo_with_unanswered_agents_exits_1_and_names_the_log(
 ) -> None:
     log = tmp_path / "server.log"
     summary = DemoSummary(5, 3, 0, 1, 1.0, 1.0, 1.0, 0, 0, 0.0, 0.0, unfinished=2, server_log=log)
-    monkeypatch.setattr(cli, "run_demo", lambda settings: summary)
+    monkeypatch.setattr(cli_demo, "run_demo", lambda settings: summary)
     result = invoke("demo", "--threads", "5")
     assert result.exit_code == 1
     assert result.output.strip() == f"2 of 5 agents did not answer; server log kept at {log}"
@@ -153,7 +155,7 @@ def test_demo_passes_every_option_to_the_settings(monkeypatch: pytest.MonkeyPatc
         seen.append(settings)
         return SUMMARY
 
-    monkeypatch.setattr(cli, "run_demo", record)
+    monkeypatch.setattr(cli_demo, "run_demo", record)
     args = ["--threads", "7", "--max-batch-size", "3", "--max-batch-age", "0.5"]
     args += ["--poll-interval", "0.25", "--provider-latency", "0", "--timeout", "30"]
     result = invoke("demo", *args, "--model", "gpt-4o")
@@ -167,7 +169,7 @@ def test_demo_passes_every_option_to_the_settings(monkeypatch: pytest.MonkeyPatc
 
 def test_demo_provider_picks_its_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Any] = []
-    monkeypatch.setattr(cli, "run_demo", lambda settings: seen.append(settings) or SUMMARY)
+    monkeypatch.setattr(cli_demo, "run_demo", lambda settings: seen.append(settings) or SUMMARY)
     assert invoke("demo", "--threads", "7", "--provider", "anthropic").exit_code == 0
     assert invoke("demo", "--threads", "7").exit_code == 0
     assert [(s.provider, s.model_name) for s in seen] == [
@@ -186,7 +188,7 @@ def test_cron_unreachable_url_is_one_line(monkeypatch: pytest.MonkeyPatch) -> No
         async def search(self, **kwargs: Any) -> Any:
             raise httpx.ConnectError("All connection attempts failed")
 
-    monkeypatch.setattr(cli, "get_client", lambda url: Unreachable())
+    monkeypatch.setattr(cli_cron, "get_client", lambda url: Unreachable())
     line = assert_one_error_line(invoke("cron", "--url", "http://127.0.0.1:9/"), 1)
     assert line == (
         "Error: cannot reach http://127.0.0.1:9: All connection attempts failed; "
@@ -255,7 +257,7 @@ def test_cron_created_kept_then_replaced_leaving_other_crons_alone() -> None:
     deployment = FakeDeployment()
     safety = asyncio.run(  # the bridge's own safety cron: same input, untagged
         deployment.create_for_thread(
-            cli.bridge_thread_id("bridge"), "bridge", schedule="* * * * *", input={"flush": False}
+            bridge_thread_id("bridge"), "bridge", schedule="* * * * *", input={"flush": False}
         )
     )
 
@@ -281,7 +283,7 @@ def test_cron_keeps_one_and_removes_duplicates_of_the_same_setting() -> None:
     deployment = FakeDeployment()
     first = deployment.apply("0 * * * *")
     tagged = {CLI_CRON_TAG: True}
-    thread = cli.bridge_thread_id("bridge")
+    thread = bridge_thread_id("bridge")
     dup = asyncio.run(
         deployment.create_for_thread(
             thread, "bridge", schedule="0 * * * *", input={"flush": False}, metadata=tagged
