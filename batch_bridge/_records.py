@@ -51,11 +51,16 @@ class RecordError(ValueError):
     quarantined."""
 
 
+class SignatureError(RecordError):
+    """A record whose signature does not verify: forged, altered, or signed with another
+    key (a caller deployment with another BATCH_BRIDGE_SECRET)."""
+
+
 def verified(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RecordError("not a record")
     if not _trust.verify(value):
-        raise RecordError("its signature does not verify (forged, altered, or another secret)")
+        raise SignatureError("its signature does not verify (forged, altered, or another secret)")
     return _trust.unsigned(value)
 
 

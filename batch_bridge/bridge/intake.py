@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 from batch_bridge import _callers
+from batch_bridge._notice import REFUSED_URL
 from batch_bridge._store import ALIASES, ITEMS, ItemRecord, Ledger
 from batch_bridge.bridge.batches import Batches
 from batch_bridge.bridge.calls import bounded
@@ -61,6 +62,7 @@ class CallerCheck:
             try:
                 client = self.client_for(url)
             except ConfigError as exc:
+                self.ledger.note_refused(url, REFUSED_URL, len(records))
                 for record in records:
                     await self.reject(record, str(exc))
                 continue

@@ -41,6 +41,9 @@ class BridgeState(TypedDict, total=False):
     results_dropped: int
     """Results whose caller stopped waiting by the time they came back: not retried."""
     records_quarantined: int
+    refused_origins: list[dict[str, Any]]
+    """Callers whose items were refused for their configuration, most recent first:
+    `{"url", "reason", "count", "last_at"}` (`url` None for this deployment), never payloads."""
     last_error: str | None
     """The latest provider error a tick met (a configuration error shows here at once)."""
     record_key: str

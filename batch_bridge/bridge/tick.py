@@ -91,6 +91,10 @@ class Tick:
             await self.upkeep.ensure_cron(self.now)
         except Exception:
             log.exception("could not create the bridge's safety cron; will try next tick")
+        try:
+            await self.upkeep.publish()
+        except Exception:
+            log.exception("could not publish the bridge's trust notice; will try next tick")
         await self.upkeep.mark("running")
         try:
             return await self._work(state, run_id)
@@ -185,6 +189,9 @@ class Tick:
             "last_error": self.batches.last_error or state.get("last_error"),
             "ticks": state.get("ticks", 0) + 1,
         }
+        summary["refused_origins"] = refused_origins(
+            state.get("refused_origins") or [], self.ledger.refused, self.now
+        )
         counts = dict(self.batches.counts)
         counts["items_delivered"] = self.deliverer.delivered
         counts["items_withdrawn"] = self.callers.withdrawn
@@ -194,3 +201,20 @@ class Tick:
         for key in TOTALS:
             summary[key] = int(previous.get(key) or 0) + counts.get(key, 0)  # type: ignore[literal-required]
         return summary
+
+
+REFUSED_SHOWN = 20
+"""Refused origins the state keeps, the most recent first."""
+
+
+def refused_origins(
+    previous: list[dict[str, Any]], tally: dict[tuple[str | None, str], int], now: float
+) -> list[dict[str, Any]]:
+    """The state's list of callers refused for their configuration: where, why, how many."""
+    merged = {(e.get("url"), str(e.get("reason"))): dict(e) for e in previous}
+    for (url, reason), count in tally.items():
+        entry = merged.setdefault((url, reason), {"url": url, "reason": reason, "count": 0})
+        entry["count"] = int(entry.get("count") or 0) + count
+        entry["last_at"] = now
+    newest = sorted(merged.values(), key=lambda e: -float(e.get("last_at") or 0))
+    return newest[:REFUSED_SHOWN]
