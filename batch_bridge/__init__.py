@@ -3,22 +3,25 @@
 import contextlib
 
 from batch_bridge._batcher import Batcher, Bridge
-from batch_bridge._client import delete_crons, ensure_cron, result
+from batch_bridge._client import cancel_batch, delete_crons, ensure_cron, result
 from batch_bridge._constants import bridge_thread_id
 from batch_bridge._wait import wait, wait_sync
 from batch_bridge.errors import (
     BatchBridgeError,
+    BatchCancelledError,
     BatchFailedError,
     BatchItemError,
     ConfigError,
     PlatformError,
     ProviderError,
+    UnknownBatchError,
     WaitOutsideGraphError,
 )
 from batch_bridge.types import Pending
 
 __all__ = [
     "BatchBridgeError",
+    "BatchCancelledError",
     "BatchFailedError",
     "BatchItemError",
     "Batcher",
@@ -27,8 +30,10 @@ __all__ = [
     "Pending",
     "PlatformError",
     "ProviderError",
+    "UnknownBatchError",
     "WaitOutsideGraphError",
     "bridge_thread_id",
+    "cancel_batch",
     "delete_crons",
     "ensure_cron",
     "result",

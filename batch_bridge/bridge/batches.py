@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from batch_bridge._config import Reliability
-from batch_bridge._results import batch_failed, interpret_poll
+from batch_bridge._results import batch_failed, cancelled, interpret_poll
 from batch_bridge._store import BatchHeader, ItemRecord, Ledger, check_storable
 from batch_bridge.bridge.calls import Clock, Provider, call_with_timeout, describe
 from batch_bridge.errors import ConfigError, ProviderError
@@ -172,6 +172,8 @@ class Batches:
 
     async def poll(self, header: BatchHeader) -> None:
         await self.ledger.load_handle(header)
+        if header.cancel_requested_at is not None and not header.cancel_sent:
+            await self.send_cancel(header)
         try:
             result = await call_with_timeout(
                 self.rel.provider_timeout_s, self.provider.poll, header.handle
@@ -223,6 +225,33 @@ class Batches:
         message = f"Batch {header.batch_id!r} was given up: {reason}"
         await self.finish(header, batch_failed(message, header.size))
 
+    async def send_cancel(self, header: BatchHeader) -> None:
+        """Ask the provider to stop a batch an operator cancelled (recorded before): polled
+        on until it ends, so its finished rows still reach their callers. `cancel` may return
+        the handle to poll from then on (the adapters mark it, so they resubmit nothing).
+        A failed call is asked again at the next poll, unless trying again cannot help."""
+        handle = None
+        try:
+            if self.provider.cancel is None:  # redeployed without one since the request
+                raise ConfigError("the bridge has no cancel function any more")
+            handle = await call_with_timeout(
+                self.rel.provider_timeout_s, self.provider.cancel, header.handle
+            )
+            if handle is not None:
+                check_storable(handle, "the handle cancel returned")
+        except Exception as exc:
+            final = isinstance(exc, ConfigError | ValueError)
+            again = "not asked again" if final else "asked again"
+            log.warning("cancel of batch %s failed: %s; %s", header.batch_id, describe(exc), again)
+            self.last_error = f"batch {header.batch_id}: cancel: {describe(exc)}"
+            if not final:
+                return
+            handle = None
+        header.handle = header.handle if handle is None else handle
+        header.cancel_sent = True
+        header.next_poll_at = self.clock()
+        await self.ledger.put_header(header)
+
     # -- the end ---------------------------------------------------------------------------
 
     async def finish(self, header: BatchHeader, envelopes: list[dict[str, Any]]) -> None:
@@ -231,6 +260,8 @@ class Batches:
         Handed on now, not after slower batches of this tick, and before the provider's
         files are released: the callers wait, the clean-up does not. A crash before the
         batch is dropped only means a second look: its items are no longer `batched`."""
+        if header.cancel_requested_at is not None:
+            envelopes = cancelled(header.batch_id, envelopes)
         keys, records = await self._members(header)
         done = []
         for key, envelope in zip(keys, envelopes, strict=False):

@@ -1,4 +1,5 @@
-"""`batch-bridge`: run the demo, serve the emulator, set up the bridge's cron, show its status.
+"""`batch-bridge`: run the demo, serve the emulator, set up the bridge's cron, show its status,
+cancel a batch.
 
 One click group; each subcommand's `--help` lists its own options. Expected failures (a bad
 option value, an unreachable URL, an unknown bridge, a schedule the server refuses) end as
@@ -19,13 +20,14 @@ except ImportError:  # the console script exists in every install; its parts com
         "batch-bridge needs its command-line parts: pip install 'batch-bridge[cli]'"
     ) from None
 
-from batch_bridge.cli import cron, demo, status
+from batch_bridge.cli import cancel, cron, demo, status
 from batch_bridge.cli.cron import CLI_CRON_TAG, CronResult, apply_cron
 from batch_bridge.testing.__main__ import main as emulator
 
 __all__ = ["CLI_CRON_TAG", "COMMANDS", "CronResult", "apply_cron", "main"]
 
 COMMANDS: dict[str, click.Command] = {
+    "cancel": cancel.cancel,
     "cron": cron.cron,
     "demo": demo.demo,
     "emulator": emulator,

@@ -132,6 +132,13 @@ def render_status(data: Mapping[str, Any], console: Console) -> None:
             ("When", lambda r: f"{_ago(now - r['at'])} ago" if r.get("at") else "-"),
         ]
         console.print(_table(f"{name.capitalize()} (newest)", records, data[name]["newest"]))
+    refused: list[Column] = [
+        ("Caller URL", lambda r: r.get("url") or "this deployment"),
+        ("Reason", _field("reason")),
+        ("Items", _field("count")),
+        ("Last", lambda r: f"{_ago(now - r['last_at'])} ago" if r.get("last_at") else "-"),
+    ]
+    console.print(_table("Refused callers", refused, data.get("refused") or []))
     console.print(f"Last error: {data.get('last_error') or 'none'}")
 
 

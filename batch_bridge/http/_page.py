@@ -55,6 +55,7 @@ PAGE = """<!doctype html>
 <h2>Totals</h2><div id="totals"></div>
 <h2>Undeliverable records (newest)</h2><div id="undeliverable"></div>
 <h2>Quarantined records (newest)</h2><div id="quarantined"></div>
+<h2>Refused callers</h2><div id="refused"></div>
 <h2>Last error</h2><div id="last-error"></div>
 <script>
 const params = new URLSearchParams(location.search);
@@ -140,6 +141,10 @@ function render(s) {
   table("quarantined", [["Record", "key"], ["Namespace", "namespace"], ["Reason", "reason"],
     ["When", "at", (r) => (r.at ? ago(s.generated_at - r.at) + " ago" : "-")]],
     s.quarantined.newest, "None.");
+  table("refused", [["Caller URL", "url", (r) => r.url || "this deployment"],
+    ["Reason", "reason"], ["Items", "count"],
+    ["Last", "last_at", (r) => ago(s.generated_at - r.last_at) + " ago"]],
+    s.refused || [], "None.");
   $("last-error").textContent = s.last_error || "None.";
   $("last-error").className = s.last_error ? "error" : "none";
 }

@@ -257,6 +257,7 @@ async def bridge_status(
         "finished": list(state.get("finished") or []),
         "undeliverable": await _undeliverable(store, bridge),
         "quarantined": await _quarantined(store, bridge),
+        "refused": list(state.get("refused_origins") or []),
         "last_error": state.get("last_error"),
         "totals": {key: int(state.get(key) or 0) for key in TOTALS},
         "usage": _usage(state.get("usage")),

@@ -50,7 +50,7 @@ def test_each_subcommand_help_lists_its_own_options_with_help_text(name: str) ->
 
 
 def test_subcommands_and_their_key_options() -> None:
-    assert set(main.commands) == {"cron", "demo", "emulator", "status"}
+    assert set(main.commands) == {"cancel", "cron", "demo", "emulator", "status"}
     demo = invoke("demo", "--help").output
     for flag in ("--threads", "--max-batch-size", "--max-batch-age", "--poll-interval"):
         assert flag in demo
@@ -58,6 +58,9 @@ def test_subcommands_and_their_key_options() -> None:
     cron = invoke("cron", "--help").output
     for flag in ("--url", "--bridge", "--schedule", "--flush / --no-flush"):
         assert flag in cron
+    cancel = invoke("cancel", "--help").output
+    for flag in ("--url", "--bridge", "--batch"):
+        assert flag in cancel
     emulator = invoke("emulator", "--help").output
     for flag in ("--port", "--in-progress-s", "--error-rate", "--retry-after-s"):
         assert flag in emulator

@@ -246,13 +246,23 @@ async def test_the_command_renders_every_section_of_the_same_data() -> None:
             }
         ],
         "usage": {"gpt-5-mini": {"input_tokens": 10, "cost_usd": 0.5}},
+        "refused_origins": [
+            {
+                "url": "http://caller.example:8123",
+                "reason": "callback URL not on BATCH_BRIDGE_CALLBACK_URLS",
+                "count": 4,
+                "last_at": clock.now - 30,
+            }
+        ],
     }
     data = await bridge_status(store, "bridge", state, now=clock.now)
+    assert data["refused"] == state["refused_origins"]
     console = Console(record=True, width=200)
     render_status(data, console)
     text = console.export_text()
     assert "pending 1 (oldest 1 min 30 s)" in text
-    for shown in ("bb_done", "batch_x", "failed", "12.5 s", "expired", "gpt-5-mini", "0.5000"):
+    shown_values = ("bb_done", "batch_x", "failed", "12.5 s", "expired", "gpt-5-mini", "0.5000")
+    for shown in (*shown_values, "http://caller.example:8123", "CALLBACK_URLS"):
         assert shown in text
     render_status({**data, "usage": {}}, console)
     assert "per model: no data" in console.export_text()
