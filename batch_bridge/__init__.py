@@ -3,24 +3,27 @@
 import contextlib
 
 from batch_bridge._batcher import Batcher, Bridge
-from batch_bridge._client import delete_crons, ensure_cron, result
+from batch_bridge._client import cancel_batch, delete_crons, ensure_cron, result
 from batch_bridge._constants import bridge_thread_id
 from batch_bridge._prices import ModelPrice
 from batch_bridge._usage import ModelUsage, UsageSummary, usage
 from batch_bridge._wait import wait, wait_sync
 from batch_bridge.errors import (
     BatchBridgeError,
+    BatchCancelledError,
     BatchFailedError,
     BatchItemError,
     ConfigError,
     PlatformError,
     ProviderError,
+    UnknownBatchError,
     WaitOutsideGraphError,
 )
 from batch_bridge.types import Pending
 
 __all__ = [
     "BatchBridgeError",
+    "BatchCancelledError",
     "BatchFailedError",
     "BatchItemError",
     "Batcher",
@@ -31,9 +34,11 @@ __all__ = [
     "Pending",
     "PlatformError",
     "ProviderError",
+    "UnknownBatchError",
     "UsageSummary",
     "WaitOutsideGraphError",
     "bridge_thread_id",
+    "cancel_batch",
     "delete_crons",
     "ensure_cron",
     "result",

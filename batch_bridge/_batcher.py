@@ -91,8 +91,9 @@ class Bridge:
     A `submit` that accepts an `idempotency_key` keyword gets the bridge's batch id and must
     return the same batch for the same key: then a submit retried after a crash is exactly
     once (`OpenAIBatch` does this). Without it a crash mid-submit may submit twice.
-    `cancel(handle)` stops a batch the bridge gives up on; `release(handle)` deletes the
-    provider's copies once the results are recorded (the adapters' `release`).
+    `cancel(handle)` stops a batch the bridge gives up on or an operator cancels
+    (`cancel_batch`), and may return the handle to poll from then on; `release(handle)`
+    deletes the provider's copies once the results are recorded (the adapters' `release`).
     `provider_timeout` bounds every provider call; `delivery_horizon` is how long refused
     resumes are retried;
     `poll_error_horizon` how long raised poll errors count as transient; `safety_cron` is the

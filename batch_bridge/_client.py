@@ -21,7 +21,7 @@ from batch_bridge._config import DEFAULT_SAFETY_CRON
 from batch_bridge._constants import SERVER_URL_ENV, bridge_thread_id
 from batch_bridge._marker import TICK_MARKER, tick_marker
 from batch_bridge._store import META, namespace
-from batch_bridge.errors import ConfigError, PlatformError
+from batch_bridge.errors import ConfigError, PlatformError, UnknownBatchError
 
 log = logging.getLogger("batch_bridge")
 
@@ -230,6 +230,45 @@ async def ensure_cron(
         thread_id, bridge, schedule=schedule, input=payload, multitask_strategy=multitask_strategy
     )
     return str(dict(created)["cron_id"])  # typed as a Run, but the API answers a cron
+
+
+async def cancel_batch(client: LangGraphClient, batch_id: str, *, bridge: str = "bridge") -> str:
+    """Cancel one of the bridge's batches at the provider; returns `"cancelling"` or
+    `"cancelled"`.
+
+    Runs on the bridge's thread (input `{"cancel": [batch_id]}`), after any tick running
+    there, so only a client this deployment lets start runs can ask. Rows the provider
+    finished still reach their callers; the others get `BatchCancelledError` naming the
+    batch: once the provider's batch ends (`"cancelling"`), or already (`"cancelled"`: it
+    never reached the provider, or the provider cannot cancel). `batch_id` is the bridge's
+    id (`bb_...`), as its state's `in_flight` shows. Raises `UnknownBatchError` when the
+    bridge holds no such batch (finished already, or another bridge's), `ConfigError` when
+    the deployment has no bridge graph `bridge`.
+    """
+    thread_id = bridge_thread_id(bridge)
+    ask: dict[str, Any] = {"cancel": [batch_id]}
+    try:
+        run = await client.runs.create(
+            thread_id,
+            bridge,
+            input=ask,
+            multitask_strategy="enqueue",
+            if_not_exists="create",
+        )
+    except (NotFoundError, UnprocessableEntityError) as exc:
+        raise _missing_bridge(bridge, None) from exc
+    values = await client.runs.join(thread_id, run["run_id"])
+    record = (values or {}).get("last_cancel") if isinstance(values, dict) else None
+    if not isinstance(record, dict) or record.get("run_id") != run["run_id"]:
+        error = values.get("__error__") if isinstance(values, dict) else None
+        raise PlatformError(f"bridge {bridge!r} did not take the cancel of {batch_id!r}: {error}")
+    outcome = str(record["outcomes"].get(batch_id))
+    if outcome == "unknown":
+        raise UnknownBatchError(
+            f"bridge {bridge!r} holds no batch {batch_id!r}: it finished already, or the id "
+            "is not one of this bridge's (its state's in_flight lists the batches out)"
+        )
+    return outcome
 
 
 async def delete_crons(client: LangGraphClient, *, bridge: str = "bridge") -> int:

@@ -20,6 +20,9 @@ DEFAULT_SAFETY_CRON = "* * * * *"
 """Every minute: the safety cron the bridge creates on its own thread."""
 DEFAULT_CONCURRENCY = 20
 """Provider calls (and resume runs) one tick has out at once."""
+TRUST_CHECK_TTL_S = 60.0
+"""How long a caller process keeps what it learnt from a remote bridge's trust notice: one
+store read per bridge per this many seconds, whatever the number of calls."""
 
 # What paces a tick. A run takes passes (each a superstep) until nothing is due soon.
 NEXT_PASS_WITHIN_S = 2.0

@@ -4,8 +4,11 @@ Everything the bridge knows lives here, in the platform store, so that any worke
 up where a killed one stopped. An item's record is written once by its caller (put-if-absent
 keyed `<thread_id>:<interrupt_id>`) and lives until its delivery is confirmed:
 
-    queued -> batched -> result -> delivered | undeliverable
+    queued -> batched -> result -> delivered | undeliverable | dropped
 
+A queued item whose caller no longer waits (thread deleted, run cancelled) is withdrawn:
+its record is deleted before any batch holds it. A result whose caller no longer waits is
+`dropped`: kept (a caller that waits again gets it without a second bill), then purged.
 `batched` items are `submitted` once their batch header says so (the header, not each of
 thousands of item records, is rewritten on every submit and poll). A batch header moves
 
@@ -30,7 +33,7 @@ import orjson
 from batch_bridge import _trust
 from batch_bridge._constants import NAMESPACE_ROOT
 
-ItemStatus = Literal["queued", "batched", "result", "delivered", "undeliverable"]
+ItemStatus = Literal["queued", "batched", "result", "delivered", "undeliverable", "dropped"]
 BatchStatus = Literal["forming", "submitting", "submitted"]
 
 ITEMS, BATCHES, MEMBERS, META = "items", "batches", "members", "meta"
@@ -48,11 +51,16 @@ class RecordError(ValueError):
     quarantined."""
 
 
+class SignatureError(RecordError):
+    """A record whose signature does not verify: forged, altered, or signed with another
+    key (a caller deployment with another BATCH_BRIDGE_SECRET)."""
+
+
 def verified(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RecordError("not a record")
     if not _trust.verify(value):
-        raise RecordError("its signature does not verify (forged, altered, or another secret)")
+        raise SignatureError("its signature does not verify (forged, altered, or another secret)")
     return _trust.unsigned(value)
 
 
@@ -262,6 +270,11 @@ class BatchHeader:
     next_poll_at: float = 0.0
     poll_error_since: float | None = None
     last_error: str | None = None
+    cancel_requested_at: float | None = None
+    """When an operator asked to cancel it (`cancel_batch`); its callers then get
+    `BatchCancelledError` for what the provider did not finish."""
+    cancel_sent: bool = False
+    """The provider took the cancel; until then each poll asks again."""
 
     def to_value(self) -> dict[str, Any]:
         """The signed store value."""
@@ -292,6 +305,8 @@ class BatchHeader:
             next_poll_at=float(_want(value, "next_poll_at", number, True) or 0.0),
             poll_error_since=_want(value, "poll_error_since", number, True),
             last_error=_want(value, "last_error", str, True),
+            cancel_requested_at=_want(value, "cancel_requested_at", number, True),
+            cancel_sent=bool(_want(value, "cancel_sent", bool, True)),
         )
         if header.batch_id != key:
             raise RecordError(f"stored under {key!r} but names batch {header.batch_id!r}")

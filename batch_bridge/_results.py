@@ -16,6 +16,7 @@ from batch_bridge._store import check_storable
 from batch_bridge.errors import (
     _ERRORS_BY_NAME,
     BatchBridgeError,
+    BatchCancelledError,
     BatchFailedError,
     BatchItemError,
 )
@@ -65,6 +66,22 @@ def _describe(error: BaseException) -> str:
 
 def batch_failed(message: str, n: int) -> list[Envelope]:
     return [failed(BatchFailedError(message))] * n
+
+
+def cancelled(batch_id: str, envelopes: list[Envelope]) -> list[Envelope]:
+    """A batch cancelled on request: what it left unfinished (a whole-batch failure) becomes
+    `BatchCancelledError` naming it; finished rows, answers and row errors alike, stay."""
+    error = failed(
+        BatchCancelledError(
+            f"Batch {batch_id!r} was cancelled on request before this item finished",
+            code="batch_cancelled",
+        )
+    )
+    unfinished = BatchFailedError.__name__, BatchCancelledError.__name__
+    return [
+        error if not e.get("ok") and (e.get("error") or {}).get("type") in unfinished else e
+        for e in envelopes
+    ]
 
 
 def interpret_poll(result: Any, n_items: int, batch_id: str) -> Pending | list[Envelope] | None:

@@ -17,6 +17,7 @@ from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
 from batch_bridge import _trust
 from batch_bridge._constants import STORE_PAGE
+from batch_bridge._notice import REFUSED_KEY
 from batch_bridge._records import (
     ALIAS_KIND,
     ALIASES,
@@ -35,6 +36,7 @@ from batch_bridge._records import (
     ItemRecord,
     ItemStatus,
     RecordError,
+    SignatureError,
     alias_value,
     check_storable,
     digest,
@@ -67,6 +69,7 @@ __all__ = [
     "ItemStatus",
     "Ledger",
     "RecordError",
+    "SignatureError",
     "alias_value",
     "check_storable",
     "digest",
@@ -88,6 +91,8 @@ class Ledger:
         self.store = store
         self.bridge = bridge
         self.quarantined = 0
+        self.refused: dict[tuple[str | None, str], int] = {}
+        """Items refused for a caller's configuration, by (callback URL, reason): counts only."""
 
     def ns(self, part: str) -> tuple[str, ...]:
         return namespace(self.bridge, part)
@@ -166,8 +171,17 @@ class Ledger:
         try:
             return ItemRecord.from_value(key, value)
         except RecordError as exc:
+            if isinstance(exc, SignatureError):
+                url = value.get("resume_url") if isinstance(value, dict) else None
+                self.note_refused(url if isinstance(url, str) else None, REFUSED_KEY)
             await self.quarantine(ITEMS, key, value, str(exc))
             return None
+
+    def note_refused(self, url: str | None, reason: str, count: int = 1) -> None:
+        """Count items refused for where they came from (the URL as the record gives it,
+        unverified when the signature failed: shown, never called)."""
+        where = (url[:200] if url else None, reason)
+        self.refused[where] = self.refused.get(where, 0) + count
 
     async def headers(self) -> list[BatchHeader]:
         headers = []

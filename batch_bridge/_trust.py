@@ -99,22 +99,22 @@ def _canonical(value: dict[str, Any]) -> bytes:
     return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def sign(value: dict[str, Any]) -> dict[str, Any]:
-    """The value with its signature; what is stored."""
-    if in_process_only.get():
+def sign(value: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
+    """The value with its signature; what is stored. `key` defaults to this process's."""
+    if key is None and in_process_only.get():
         return {**value, _SIG: _LOCAL_SIG}
-    mac = hmac.new(secret(), _canonical(value), hashlib.sha256).hexdigest()
+    mac = hmac.new(key or secret(), _canonical(value), hashlib.sha256).hexdigest()
     return {**value, _SIG: mac}
 
 
-def verify(value: Any) -> bool:
+def verify(value: Any, key: bytes | None = None) -> bool:
     """Whether a stored value carries a valid signature over everything else in it."""
     if not isinstance(value, dict) or not isinstance(value.get(_SIG), str):
         return False
-    if in_process_only.get():
+    if key is None and in_process_only.get():
         return bool(value[_SIG] == _LOCAL_SIG)
     try:
-        expected = hmac.new(secret(), _canonical(value), hashlib.sha256).hexdigest()
+        expected = hmac.new(key or secret(), _canonical(value), hashlib.sha256).hexdigest()
     except (TypeError, ValueError):
         return False
     return hmac.compare_digest(expected, value[_SIG])
@@ -124,9 +124,15 @@ def unsigned(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if k != _SIG}
 
 
-def _origin(url: str) -> str:
+def origin(url: str) -> str:
+    """A URL as the allow-list compares it: scheme and host lower-cased, no trailing slash."""
     parts = urlsplit(url.strip())
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def allows(patterns: list[str], url: str) -> bool:
+    """Whether an allow-list of origins or globs admits `url`."""
+    return any(fnmatch.fnmatchcase(origin(url), pattern) for pattern in patterns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +146,7 @@ def callback_rules() -> list[CallbackRule]:
     for entry in os.environ.get(CALLBACK_URLS_ENV, "").split(","):
         words = entry.split()
         if words:
-            rules.append(CallbackRule(_origin(words[0]), words[1] if len(words) > 1 else None))
+            rules.append(CallbackRule(origin(words[0]), words[1] if len(words) > 1 else None))
     return rules
 
 
@@ -149,9 +155,8 @@ def callback_api_key(url: str) -> str | None:
 
     No rule, no call: a URL read from a record is never contacted, let alone given a key.
     """
-    origin = _origin(url)
     for rule in callback_rules():
-        if fnmatch.fnmatchcase(origin, rule.pattern):
+        if allows([rule.pattern], url):
             return os.environ.get(rule.key_env) if rule.key_env else None
     raise ConfigError(
         f"callback URL {url!r} is not on the bridge's allow-list ({CALLBACK_URLS_ENV}); "

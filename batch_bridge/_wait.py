@@ -28,6 +28,7 @@ from batch_bridge._constants import (
     check_bridge_name,
 )
 from batch_bridge._marker import TICK_MARKER, needs_wake
+from batch_bridge._preflight import check_bridge, check_bridge_sync
 from batch_bridge._results import is_envelope, unwrap
 from batch_bridge._store import (
     ALIASES,
@@ -147,8 +148,8 @@ def _plan(existing: Any, key: str, new: ItemRecord) -> ItemRecord | None:
     A replayed node finds its record and writes nothing, whatever stage the item reached.
     A still queued record is refreshed if the item changed (nothing was sent yet); an item
     that changed after it was sent is a bug in the node (code before `wait()` must compute
-    the same item each time), reported as such. An undeliverable result whose thread waits
-    again is armed for delivery once more.
+    the same item each time), reported as such. An undeliverable or dropped result whose
+    thread waits again is armed for delivery once more.
     """
     try:
         old = ItemRecord.from_value(key, existing)
@@ -162,7 +163,7 @@ def _plan(existing: Any, key: str, new: ItemRecord) -> ItemRecord | None:
             f"node's earlier run, after the first was already sent (status {old.status!r}): "
             "code before wait() must compute the same item every time the node runs."
         )
-    if old.status == "undeliverable" and old.result is not None:
+    if old.status in ("undeliverable", "dropped") and old.result is not None:
         old.status, old.attempts, old.failures = "result", 0, 0
         old.result_at = old.next_attempt_at = time.time()
         return old
@@ -204,7 +205,8 @@ async def wait(item: Any, *, batcher: Any = "bridge", url: str | None = None) ->
     make it compute the same item each time.
     A failed item raises `BatchItemError` (or `BatchFailedError`) with the provider's message.
     `batcher` is the bridge's graph name (or a `Batcher`); `url` (or BATCH_BRIDGE_URL)
-    names a bridge on another deployment.
+    names a bridge on another deployment; if that bridge's trust notice says it would
+    refuse this caller, `ConfigError` names the setting to fix before the thread sleeps.
     """
     config = _running_config()
     batcher = _bridge_name(batcher)
@@ -225,9 +227,12 @@ async def _enqueue(
     batcher: str,
     url: str | None,
 ) -> str:
-    """Record the item once, then wake the bridge unless a tick is sure to read it."""
+    """Check that a remote bridge would resume this caller (cached), record the item once,
+    then wake the bridge unless a tick is sure to read it."""
     bridge_url, callback = _remote_target(url)
     queue = _client.BridgeQueue(batcher, bridge_url)
+    if bridge_url is not None and callback is not None:
+        await check_bridge(queue, batcher, bridge_url, callback)
     new = _record(config, interrupt_id, item, item_digest, callback)
     steps = _enqueue_steps(new, batcher)
     wrote, answer = False, None
@@ -276,6 +281,8 @@ def _enqueue_sync(
 ) -> str:
     bridge_url, callback = _remote_target(url)
     queue = _client.SyncBridgeQueue(batcher, bridge_url)
+    if bridge_url is not None and callback is not None:
+        check_bridge_sync(queue, batcher, bridge_url, callback)
     new = _record(config, interrupt_id, item, item_digest, callback)
     steps = _enqueue_steps(new, batcher)
     wrote, answer = False, None

@@ -5,8 +5,10 @@ BatchBridgeError(RuntimeError)
 ├── ConfigError                 the bridge or a caller is set up wrongly
 ├── BatchItemError              one item failed; raised by wait() in the caller
 │   └── BatchFailedError        the item's whole batch failed (or expired for good)
+│       └── BatchCancelledError the batch was cancelled on request before the item finished
 ├── ProviderError               a provider call failed (status_code, retryable)
-└── PlatformError               the LangGraph platform refused a call
+├── PlatformError               the LangGraph platform refused a call
+└── UnknownBatchError           cancel_batch() named a batch the bridge does not hold
 WaitOutsideGraphError(RuntimeError)   wait() used where no graph is running
 ```
 
@@ -18,11 +20,13 @@ from __future__ import annotations
 
 __all__ = [
     "BatchBridgeError",
+    "BatchCancelledError",
     "BatchFailedError",
     "BatchItemError",
     "ConfigError",
     "PlatformError",
     "ProviderError",
+    "UnknownBatchError",
     "WaitOutsideGraphError",
 ]
 
@@ -50,6 +54,15 @@ class BatchItemError(BatchBridgeError):
 
 class BatchFailedError(BatchItemError):
     """The whole batch holding this item failed, expired or was cancelled for good."""
+
+
+class BatchCancelledError(BatchFailedError):
+    """An operator cancelled the item's batch (`cancel_batch`, `batch-bridge cancel`) before
+    the provider finished this item; the message names the batch."""
+
+
+class UnknownBatchError(BatchBridgeError, LookupError):
+    """`cancel_batch` named a batch the bridge does not hold: finished, or never its own."""
 
 
 class ProviderError(BatchBridgeError):
@@ -93,6 +106,7 @@ _ERRORS_BY_NAME: dict[str, type[BatchBridgeError]] = {
         BatchBridgeError,
         BatchItemError,
         BatchFailedError,
+        BatchCancelledError,
         ConfigError,
         ProviderError,
         PlatformError,

@@ -44,6 +44,7 @@ def e2e_graphs() -> dict[str, str]:
         "bridge_sync",
         "bridge_big_size",
         "bridge_big_age",
+        "bridge_fresh",
     ]
     graphs = {name: f"{bridges}:{name}" for name in names}
     for name in [

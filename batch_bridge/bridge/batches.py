@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from batch_bridge._config import Reliability
 from batch_bridge._prices import DEFAULT_TABLE, PriceTable
-from batch_bridge._results import batch_failed, interpret_poll
+from batch_bridge._results import batch_failed, cancelled, interpret_poll
 from batch_bridge._store import BatchHeader, ItemRecord, Ledger, check_storable
 from batch_bridge._usage import ModelUsage, add_costs
 from batch_bridge.bridge.calls import Clock, Provider, call_with_timeout, describe
 from batch_bridge.errors import ConfigError, ProviderError
+from batch_bridge.providers._handles import handle_summary
 from batch_bridge.types import FlushPolicy, Pending
 
 log = logging.getLogger("batch_bridge")
@@ -32,6 +33,9 @@ HandOn = Callable[[list[ItemRecord]], Awaitable[None]]
 callers, script mode settles their futures."""
 
 Step = Callable[[], Awaitable[None]]
+
+RECENT_FINISHED = 20
+"""Finished batches the bridge's state keeps for the status page (newest first)."""
 
 
 class Batches:
@@ -56,6 +60,8 @@ class Batches:
         self.clock = clock
         self.counts: dict[str, int] = defaultdict(int)
         self.last_error: str | None = None
+        self.finished: deque[dict[str, Any]] = deque(maxlen=RECENT_FINISHED)
+        """What this tick finished, oldest first: outcome, counts and duration, no payloads."""
 
     def due(self, header: BatchHeader, now: float) -> Step | None:
         """The provider call this batch is waiting for, if it is due at `now`."""
@@ -170,6 +176,8 @@ class Batches:
 
     async def poll(self, header: BatchHeader) -> None:
         await self.ledger.load_handle(header)
+        if header.cancel_requested_at is not None and not header.cancel_sent:
+            await self.send_cancel(header)
         try:
             result = await call_with_timeout(
                 self.rel.provider_timeout_s, self.provider.poll, header.handle
@@ -221,6 +229,33 @@ class Batches:
         message = f"Batch {header.batch_id!r} was given up: {reason}"
         await self.finish(header, batch_failed(message, header.size))
 
+    async def send_cancel(self, header: BatchHeader) -> None:
+        """Ask the provider to stop a batch an operator cancelled (recorded before): polled
+        on until it ends, so its finished rows still reach their callers. `cancel` may return
+        the handle to poll from then on (the adapters mark it, so they resubmit nothing).
+        A failed call is asked again at the next poll, unless trying again cannot help."""
+        handle = None
+        try:
+            if self.provider.cancel is None:  # redeployed without one since the request
+                raise ConfigError("the bridge has no cancel function any more")
+            handle = await call_with_timeout(
+                self.rel.provider_timeout_s, self.provider.cancel, header.handle
+            )
+            if handle is not None:
+                check_storable(handle, "the handle cancel returned")
+        except Exception as exc:
+            final = isinstance(exc, ConfigError | ValueError)
+            again = "not asked again" if final else "asked again"
+            log.warning("cancel of batch %s failed: %s; %s", header.batch_id, describe(exc), again)
+            self.last_error = f"batch {header.batch_id}: cancel: {describe(exc)}"
+            if not final:
+                return
+            handle = None
+        header.handle = header.handle if handle is None else handle
+        header.cancel_sent = True
+        header.next_poll_at = self.clock()
+        await self.ledger.put_header(header)
+
     # -- the end ---------------------------------------------------------------------------
 
     async def finish(self, header: BatchHeader, envelopes: list[dict[str, Any]]) -> None:
@@ -229,6 +264,8 @@ class Batches:
         Handed on now, not after slower batches of this tick, and before the provider's
         files are released: the callers wait, the clean-up does not. A crash before the
         batch is dropped only means a second look: its items are no longer `batched`."""
+        if header.cancel_requested_at is not None:
+            envelopes = cancelled(header.batch_id, envelopes)
         keys, records = await self._members(header)
         done = []
         for key, envelope in zip(keys, envelopes, strict=False):
@@ -245,6 +282,7 @@ class Batches:
         if by_model:
             await self.ledger.put_batch_usage(header.batch_id, by_model)
         await self.ledger.put_items(done, usage=True)
+        self.finished.append(finished_entry(header, envelopes, self.clock()))
         await self.hand_on(done)
         await self.release(header)
         await self.ledger.delete_batch(header.batch_id)
@@ -260,3 +298,25 @@ class Batches:
             )
         except Exception as exc:
             log.warning("release of batch %s failed: %s", header.batch_id, describe(exc))
+
+
+def finished_entry(
+    header: BatchHeader, envelopes: list[dict[str, Any]], now: float
+) -> dict[str, Any]:
+    """A finished batch as the status page shows it: outcome, counts, duration, first error."""
+    failed = [e for e in envelopes if not e.get("ok")]
+    error = next((e.get("error") for e in failed if isinstance(e.get("error"), dict)), None)
+    entry: dict[str, Any] = {
+        "batch_id": header.batch_id,
+        "outcome": "failed" if failed and len(failed) == len(envelopes) else "completed",
+        "size": header.size,
+        "ok": len(envelopes) - len(failed),
+        "failed": len(failed),
+        "created_at": header.created_at,
+        "submitted_at": header.submitted_at,
+        "finished_at": now,
+        "duration_s": round(now - header.created_at, 3),
+    }
+    if error is not None:
+        entry["error"] = str(error.get("message") or error.get("type"))[:300]
+    return entry | handle_summary(header.handle)

@@ -5,8 +5,9 @@ is still pending there and whose value carries the item's digest, so neither a r
 tick nor a stale or foreign record pushes a result twice or into the wrong thread. The try
 is counted in the ledger *before* the resume is sent; after a crash, a thread that no longer
 waits on an item that was tried means the resume went through. Refused resumes (busy
-thread, 5xx, caller deployment down) back off exponentially up to a horizon of hours; then,
-or when the thread is gone, the item is `undeliverable`: recorded and counted, never dropped.
+thread, 5xx, caller deployment down) back off exponentially up to a horizon of hours; then
+the item is `undeliverable`: recorded and counted. A caller that no longer waits (thread
+deleted, run cancelled) is not retried: its result is `dropped` and counted at once.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Deliverer:
         self.now = clock()
         self.delivered = 0
         self.undeliverable = 0
+        self.dropped = 0
 
     async def run(self, records: list[ItemRecord]) -> None:
         """Deliver in pages of caller threads: one search reads a page of threads, one write
@@ -74,7 +76,7 @@ class Deliverer:
         for thread_id, records in page.items():
             thread = threads.get(thread_id)
             if thread is None:
-                await self._give_up(records, f"caller thread {thread_id!r} no longer exists")
+                await self._drop(records, f"caller thread {thread_id!r} no longer exists")
                 continue
             matched = await self._match(thread_id, thread, records)
             if matched:
@@ -123,7 +125,7 @@ class Deliverer:
             elif record.attempts > 0:
                 await self._confirm([record])
             else:
-                await self._give_up(
+                await self._drop(
                     [record],
                     f"thread {thread_id!r} no longer waits on {record.key!r} "
                     f"(status {seen.status!r})",
@@ -146,7 +148,7 @@ class Deliverer:
             await self._busy(records)
             return False
         except NotFoundError:
-            await self._give_up(records, f"caller thread {thread_id!r} no longer exists")
+            await self._drop(records, f"caller thread {thread_id!r} no longer exists")
             return False
         except Exception as exc:
             await self._refused(records, f"resume refused: {exc!r}")
@@ -202,3 +204,13 @@ class Deliverer:
             record.last_error = reason
         await self.ledger.put_items(records)
         self.undeliverable += len(records)
+
+    async def _drop(self, records: list[ItemRecord], reason: str) -> None:
+        """The caller stopped waiting (thread deleted, run cancelled): no use retrying."""
+        log.info("%d result(s) dropped: %s", len(records), reason)
+        for record in records:
+            record.status = "dropped"
+            record.item = None
+            record.last_error = reason
+        await self.ledger.put_items(records)
+        self.dropped += len(records)

@@ -1,8 +1,9 @@
 """Intake: queued items become batches, by the flush rule (`flush.py`) and the owner check.
 
-Only items about to cost money are checked against their caller's thread: a record for a
-thread that does not wait on it (forged, replayed after its item was done, or left by a
-run that failed since) is quarantined before the provider sees it.
+Only items about to cost money are checked against their caller's thread. An item whose
+thread is gone or no longer waits on it (deleted, its run cancelled or failed, or a record
+replayed after its item was done) is withdrawn: deleted and counted, never billed. A record
+its thread waits on for another item (digest mismatch) is quarantined.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from functools import partial
 from typing import Any
 
 from batch_bridge import _callers
-from batch_bridge._store import ITEMS, ItemRecord, Ledger
+from batch_bridge._notice import REFUSED_URL
+from batch_bridge._store import ALIASES, ITEMS, ItemRecord, Ledger
 from batch_bridge.bridge.batches import Batches
 from batch_bridge.bridge.calls import bounded
 from batch_bridge.bridge.flush import plan_flush
@@ -42,6 +44,7 @@ class CallerCheck:
     def __init__(self, ledger: Ledger, client_for: _callers.ClientFor) -> None:
         self.ledger = ledger
         self.client_for = client_for
+        self.withdrawn = 0
 
     async def __call__(self, queued: list[ItemRecord]) -> tuple[list[ItemRecord], list[ItemRecord]]:
         """The queued items whose caller thread waits on them, and those to look at again.
@@ -50,6 +53,7 @@ class CallerCheck:
         """
         ready: list[ItemRecord] = []
         later: list[ItemRecord] = []
+        gone: list[ItemRecord] = []
         in_order: dict[str | None, list[ItemRecord]] = defaultdict(list)
         for record in queued:  # batches keep arrival order, whatever the threads
             in_order[record.resume_url].append(record)
@@ -58,6 +62,7 @@ class CallerCheck:
             try:
                 client = self.client_for(url)
             except ConfigError as exc:
+                self.ledger.note_refused(url, REFUSED_URL, len(records))
                 for record in records:
                     await self.reject(record, str(exc))
                 continue
@@ -75,12 +80,23 @@ class CallerCheck:
                     ready.append(record)
                 elif seen.status == "busy":
                     later.append(record)
-                else:
-                    state = "gone" if seen.seen == "missing" else f"{seen.status!r}"
+                elif seen.seen == "other_item":
                     await self.reject(
-                        record, f"caller thread {record.thread_id!r} ({state}) does not wait on it"
+                        record, f"caller thread {record.thread_id!r} waits on it for another item"
                     )
+                else:
+                    gone.append(record)
+        await self.withdraw(gone)
         return ready, later
+
+    async def withdraw(self, records: list[ItemRecord]) -> None:
+        """Forget items nobody waits on any more, before they cost anything."""
+        if not records:
+            return
+        log.info("%d item(s) withdrawn: their callers no longer wait", len(records))
+        await self.ledger.delete(ALIASES, [r.alias for r in records if r.alias])
+        await self.ledger.delete(ITEMS, [r.key for r in records])
+        self.withdrawn += len(records)
 
     async def reject(self, record: ItemRecord, reason: str) -> None:
         """Never act on a record: move it aside and count it."""

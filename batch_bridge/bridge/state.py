@@ -10,6 +10,8 @@ from batch_bridge._usage import UsageSummary
 class TickInput(TypedDict, total=False):
     flush: bool
     """Submit every pending item now, whatever the flush rule says (a cron can ask this)."""
+    cancel: list[str]
+    """Batch ids to cancel at the provider (`cancel_batch`); see `bridge/cancel.py`."""
 
 
 class BridgeState(TypedDict, total=False):
@@ -19,6 +21,9 @@ class BridgeState(TypedDict, total=False):
     """
 
     flush: bool
+    cancel: list[str]
+    last_cancel: dict[str, Any] | None
+    """`{"run_id", "outcomes": {batch_id: outcome}}` of the last run that asked to cancel."""
     pending: int
     """Queued items when the tick last read the queue (at least that many)."""
     oldest_pending_at: float | None
@@ -33,7 +38,17 @@ class BridgeState(TypedDict, total=False):
     items_completed: int
     items_failed: int
     items_delivered: int
+    items_withdrawn: int
+    """Queued items whose caller stopped waiting (thread deleted, run cancelled): never sent."""
+    results_dropped: int
+    """Results whose caller stopped waiting by the time they came back: not retried."""
     records_quarantined: int
+    finished: list[dict[str, Any]]
+    """The last finished batches, newest first (at most `RECENT_FINISHED`): outcome, item
+    counts, duration and the provider's ids, for the status page."""
+    refused_origins: list[dict[str, Any]]
+    """Callers whose items were refused for their configuration, most recent first:
+    `{"url", "reason", "count", "last_at"}` (`url` None for this deployment), never payloads."""
     last_error: str | None
     """The latest provider error a tick met (a configuration error shows here at once)."""
     record_key: str

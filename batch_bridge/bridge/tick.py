@@ -28,8 +28,9 @@ from batch_bridge._config import (
 from batch_bridge._prices import DEFAULT_TABLE, PriceTable
 from batch_bridge._store import ITEMS, Ledger
 from batch_bridge._usage import summary as usage_summary
-from batch_bridge.bridge.batches import Batches
+from batch_bridge.bridge.batches import RECENT_FINISHED, Batches
 from batch_bridge.bridge.calls import Clock, Provider
+from batch_bridge.bridge.cancel import Cancels
 from batch_bridge.bridge.deliver import Deliverer
 from batch_bridge.bridge.intake import CallerCheck, Intake, QueueView
 from batch_bridge.bridge.passes import Passes
@@ -45,6 +46,8 @@ TOTALS = (
     "items_completed",
     "items_failed",
     "items_delivered",
+    "items_withdrawn",
+    "results_dropped",
     "records_quarantined",
 )
 """Counters the bridge's state sums over every tick."""
@@ -77,7 +80,8 @@ class Tick:
         self.batches = Batches(
             self.ledger, provider, policy, reliability, self.deliverer.run, clock, prices
         )
-        self.intake = Intake(self.batches, CallerCheck(self.ledger, client_for), queue)
+        self.callers = CallerCheck(self.ledger, client_for)
+        self.intake = Intake(self.batches, self.callers, queue)
         self.passes = Passes(self.batches, self.intake, self.deliverer)
         self.upkeep = Upkeep(self.ledger, client, reliability)
 
@@ -90,6 +94,10 @@ class Tick:
             await self.upkeep.ensure_cron(self.now)
         except Exception:
             log.exception("could not create the bridge's safety cron; will try next tick")
+        try:
+            await self.upkeep.publish()
+        except Exception:
+            log.exception("could not publish the bridge's trust notice; will try next tick")
         await self.upkeep.mark("running")
         try:
             return await self._work(state, run_id)
@@ -111,6 +119,8 @@ class Tick:
         """
         passes = state.get("run_passes", 0) + 1 if state.get("run_id") == run_id else 1
         await self.upkeep.sweep_orphans(self.now)  # first: the store is at rest between ticks
+        asked = list(state.get("cancel") or [])
+        cancels = await Cancels(self.batches).run(asked) if asked else None
         last_flushed = state.get("last_flushed_at") or self.now
         last_flushed, delay, soon = await self.passes.take(bool(state.get("flush")), last_flushed)
         self.now = self.passes.now
@@ -136,6 +146,8 @@ class Tick:
         summary["continue_in_s"] = soon if again else None
         summary["run_id"] = run_id
         summary["run_passes"] = passes
+        if cancels is not None:
+            summary["last_cancel"] = {"run_id": run_id, "outcomes": dict(cancels)}
         return summary
 
     async def _schedule(self, delay: float | None) -> float | None:
@@ -161,6 +173,7 @@ class Tick:
         oldest = self.intake.queue.oldest_at
         summary: BridgeState = {
             "flush": False,
+            "cancel": [],
             "pending": self.intake.queue.count,
             "oldest_pending_at": oldest,
             "oldest_pending_age_s": None if oldest is None else round(self.now - oldest, 3),
@@ -182,11 +195,36 @@ class Tick:
             "usage": usage_summary(
                 self.bridge, None, await self.upkeep.fold_usage({h.batch_id for h in in_flight})
             ),
+            "finished": [*reversed(self.batches.finished), *state.get("finished", [])][
+                :RECENT_FINISHED
+            ],
         }
+        summary["refused_origins"] = refused_origins(
+            state.get("refused_origins") or [], self.ledger.refused, self.now
+        )
         counts = dict(self.batches.counts)
         counts["items_delivered"] = self.deliverer.delivered
+        counts["items_withdrawn"] = self.callers.withdrawn
+        counts["results_dropped"] = self.deliverer.dropped
         counts["records_quarantined"] = self.ledger.quarantined
         previous: dict[str, Any] = dict(state)
         for key in TOTALS:
             summary[key] = int(previous.get(key) or 0) + counts.get(key, 0)  # type: ignore[literal-required]
         return summary
+
+
+REFUSED_SHOWN = 20
+"""Refused origins the state keeps, the most recent first."""
+
+
+def refused_origins(
+    previous: list[dict[str, Any]], tally: dict[tuple[str | None, str], int], now: float
+) -> list[dict[str, Any]]:
+    """The state's list of callers refused for their configuration: where, why, how many."""
+    merged = {(e.get("url"), str(e.get("reason"))): dict(e) for e in previous}
+    for (url, reason), count in tally.items():
+        entry = merged.setdefault((url, reason), {"url": url, "reason": reason, "count": 0})
+        entry["count"] = int(entry.get("count") or 0) + count
+        entry["last_at"] = now
+    newest = sorted(merged.values(), key=lambda e: -float(e.get("last_at") or 0))
+    return newest[:REFUSED_SHOWN]

@@ -1,5 +1,5 @@
-"""Upkeep: the tick marker, the safety cron, the orphan sweep, the purge of old records and
-the bridge's running usage total.
+"""Upkeep: the tick marker, the trust notice, the safety cron, the orphan sweep, the purge of
+old records and the bridge's running usage total.
 
 None of it moves an item forward; each keeps the bridge from waiting on something lost
 (a scheduled run, a batch record) or from growing without end.
@@ -22,6 +22,7 @@ from batch_bridge._config import (
 )
 from batch_bridge._constants import STORE_PAGE
 from batch_bridge._marker import TICK_MARKER, MarkerState, tick_marker
+from batch_bridge._notice import NOTICE_KEY, current_notice
 from batch_bridge._store import ALIASES, ITEMS, META, Ledger
 from batch_bridge._usage import USAGE, USAGE_BATCHES, USAGE_TOTALS, ModelUsage, fold
 
@@ -40,6 +41,14 @@ class Upkeep:
         """Tell callers whether a tick will read the queue (see `_marker.needs_wake`)."""
         marker = tick_marker(state, next_at)
         await self.ledger.store.aput(self.ledger.ns(META), TICK_MARKER, marker, index=False)
+
+    async def publish(self) -> None:
+        """Keep the trust notice (`_notice`) equal to this deployment's settings: written when
+        they changed, or when someone else wrote it; one store read otherwise."""
+        notice = current_notice()
+        stored = await self.ledger.store.aget(self.ledger.ns(META), NOTICE_KEY)
+        if stored is None or stored.value != notice:
+            await self._note(NOTICE_KEY, notice)
 
     async def _last(self, key: str) -> dict[str, Any]:
         stored = await self.ledger.store.aget(self.ledger.ns(META), key)
@@ -80,7 +89,7 @@ class Upkeep:
         await self._note("sweep", {"at": now})
 
     async def purge(self, now: float) -> None:
-        """Forget delivered items once no replay of their node can need the record.
+        """Forget delivered and dropped items once no replay of their node can need the record.
 
         Looked for once a minute: the search reads every delivered record."""
         last = await self._last("purge")
@@ -90,10 +99,12 @@ class Upkeep:
         cutoff = now - self.rel.retention_s
         # The store narrows the search (PostgreSQL compares the text of the number, exact
         # for epoch seconds); the check below decides.
-        due = {"status": "delivered", "updated_at": {"$lt": cutoff}}
         old = [
             (stored.key, stored.value.get("alias"))
-            for stored in await self.ledger.search(ITEMS, due)
+            for status in ("delivered", "dropped")
+            for stored in await self.ledger.search(
+                ITEMS, {"status": status, "updated_at": {"$lt": cutoff}}
+            )
             if (stored.value.get("updated_at") or 0) < cutoff
         ]
         aliases = [alias for _, alias in old if isinstance(alias, str)]

@@ -15,9 +15,11 @@ What may resubmit or fail items, and the terminal state that justifies each:
   items fail;
 - the provider refused to create a batch, and none exists for that attempt
   (`_start_waiting`): retried (OpenAI: a 404 for its input file fails the part).
-A transient answer (`_transient`) is none of these: the poll says "later". Any other answer
-about an existing batch (401, 403, ...) is raised, and the bridge polls again until
-`poll_error_horizon`. tests/unit/test_transient.py holds the rule for every call kind.
+A handle that `cancel` returned (marked `cancelled`) does none of this: what its batches
+left unfinished fails for good. A transient answer (`_transient`) is none of these: the poll
+says "later". Any other answer about an existing batch (401, 403, ...) is raised, and the
+bridge polls again until `poll_error_horizon`. tests/unit/test_transient.py holds the rule
+for every call kind.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ from batch_bridge.providers._settings import Settings
 from batch_bridge.providers._transient import is_refusal, is_transient
 from batch_bridge.types import Pending
 
-__all__ = ["BatchAdapter"]
+__all__ = ["CANCELLED", "BatchAdapter"]
+
+CANCELLED = "batch_cancelled"
+"""The code of rows a cancelled handle left unfinished."""
 
 _C = TypeVar("_C")
 _B = TypeVar("_B")
@@ -161,6 +166,11 @@ class BatchAdapter(SdkAdapter[_C], Hooks[_B], Generic[_C, _B]):
         """New parts for rows an ended batch left unfinished: resubmitted, or failed for good."""
         attempt = part["attempt"]
         reason = self._end_reason(batch, part, sum(len(ids) for ids in missing.values()))
+        if state.get("cancelled"):
+            return [
+                self._failed_part(part, ids, f"{reason} ({code}; cancelled on request)", code)
+                for code, ids in missing.items()
+            ]
         if attempt + 1 >= self.max_attempts:
             return [
                 self._failed_part(
@@ -176,6 +186,9 @@ class BatchAdapter(SdkAdapter[_C], Hooks[_B], Generic[_C, _B]):
         With `strict` (submit), a failure before any batch started is raised; after one
         started, a transient failure leaves the rest waiting for `poll`.
         """
+        if state.get("cancelled"):
+            self._stop_waiting(state)
+            return
         gate = self._gate(state)
         started = any(p["state"] != "waiting" for p in state["parts"])
         for part in state["parts"]:
@@ -195,6 +208,23 @@ class BatchAdapter(SdkAdapter[_C], Hooks[_B], Generic[_C, _B]):
             part.update(state="running", **fields)
             part["batches"].append(fields["batch"])
             gate.started(part)
+
+    def _stop_waiting(self, state: Handle) -> None:
+        """A cancelled handle starts nothing: its waiting parts fail for good."""
+        state["parts"] = [
+            self._failed_part(
+                part, part["ids"], "the batch was cancelled before these rows ran", CANCELLED
+            )
+            if part["state"] == "waiting"
+            else part
+            for part in state["parts"]
+        ]
+
+    @staticmethod
+    def mark_cancelled(state: Handle) -> Handle:
+        """The handle to poll after a cancel: it resubmits nothing and starts nothing, so
+        the rows the provider left unfinished fail (`BatchFailedError`, code `batch_cancelled`)."""
+        return {**state, "cancelled": True}
 
     def _create_refused(self, part: Part, exc: Exception, now: int) -> None:
         if isinstance(exc, self._sdk.APIStatusError):

@@ -16,6 +16,7 @@ __all__ = [
     "Handle",
     "Part",
     "error_fields",
+    "handle_summary",
     "load_handle",
     "new_part",
     "now_ms",
@@ -132,3 +133,38 @@ def retry_or_fail(
             code=code,
             **(on_failure or {}),
         )
+
+
+MAX_SHOWN_IDS = 10
+"""Provider ids a summary names at most (a handle retried many times lists more)."""
+
+
+def handle_summary(handle: Any) -> dict[str, Any]:
+    """What a status page may show of a handle: the provider's ids and, for the adapters'
+    handles, requests done of total; never params or payloads. `{}` when nothing is known.
+
+    A short string handle (a user's own submit) is the provider's id itself.
+    """
+    if isinstance(handle, str):
+        return {"provider_ids": [handle]} if len(handle) <= 200 else {}
+    if not isinstance(handle, Mapping):
+        return {}
+    parts = handle.get("parts")
+    if handle.get("v") == 1 and isinstance(parts, list):
+        ids: list[str] = []
+        done = len(handle.get("pre") or [])
+        for part in parts:
+            if not isinstance(part, Mapping):
+                continue
+            ran = part.get("batches") or ([part["batch"]] if part.get("batch") else [])
+            ids += [b for b in ran if isinstance(b, str) and b not in ids]
+            if part.get("state") in ("done", "failed"):
+                done += len(part.get("ids") or [])
+        summary: dict[str, Any] = {"provider_ids": ids[-MAX_SHOWN_IDS:]}
+        if isinstance(handle.get("n"), int):
+            summary |= {"done": done, "total": handle["n"]}
+        return summary
+    for key in ("provider_batch_id", "batch_id", "id"):
+        if isinstance(handle.get(key), str) and len(handle[key]) <= 200:
+            return {"provider_ids": [handle[key]]}
+    return {}

@@ -114,6 +114,10 @@ class Faults:
     def clear(self) -> None:
         self._queued.clear()
 
+    def left(self) -> int:
+        """Calls the queued faults will still fail."""
+        return sum(fault.times for queued in self._queued.values() for fault in queued)
+
     def next(self, route: str, seen: int, knobs: Knobs) -> Fault | None:
         """The fault for the call of `route` after `seen` earlier ones, if any."""
         errors, limits = knobs.server_errors_first_n, knobs.rate_limits_first_n

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -31,7 +32,9 @@ class DevServer:
 
     `graphs` maps graph names to `path.py:variable` specs; relative paths are resolved
     against `base_dir`. `jobs` is `--n-jobs-per-worker`: keep it above 1 because bridge
-    ticks and caller runs wait on I/O. `auth` is a custom auth handler (`path.py:auth`).
+    ticks and caller runs wait on I/O. `auth` is a custom auth handler (`path.py:auth`);
+    `http` is `langgraph.json`'s `http` section (its `app` a `path.py:app` or a module's
+    `module:app`, such as `batch_bridge.http:app` for the status page).
     """
 
     def __init__(
@@ -44,11 +47,15 @@ class DevServer:
         jobs: int = 10,
         start_timeout_s: float = 120.0,
         auth: str | None = None,
+        http: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         base = Path(base_dir or Path.cwd()).resolve()
         self.graphs = {name: self._absolute(spec, base) for name, spec in graphs.items()}
         self.auth = None if auth is None else self._absolute(auth, base)
+        self.http = dict(http or {})
+        if ".py:" in self.http.get("app", ""):
+            self.http["app"] = self._absolute(self.http["app"], base)
         self.env = env or {}
         self.jobs = jobs
         self.start_timeout_s = start_timeout_s
@@ -71,6 +78,8 @@ class DevServer:
         settings: dict[str, object] = {"dependencies": ["."], "graphs": self.graphs}
         if self.auth is not None:
             settings["auth"] = {"path": self.auth}
+        if self.http:
+            settings["http"] = self.http
         config.write_text(json.dumps(settings))
         langgraph = str(Path(sys.executable).with_name("langgraph"))
         with self.log_path.open("wb") as log:  # the child keeps its own copy

@@ -56,6 +56,8 @@ class Build:
     """`LANGSERVE_GRAPHS`: graph id to `/deps/...py:attribute`."""
     auth: str | None
     workdir: str | None
+    http_app: str | None = None
+    """`LANGGRAPH_HTTP`'s app: a `/deps/...py:attribute` path or a `module:attribute`."""
 
 
 def generate(config: Path, out: Path) -> Build:
@@ -106,6 +108,7 @@ def _parse(config: Path, text: str, contexts: dict[str, Path]) -> Build:
             raise AssertionError(f"a Dockerfile step the replay does not know: {step}")
     _check_requirements(config, requirements)
     auth = json.loads(env["LANGGRAPH_AUTH"])["path"] if "LANGGRAPH_AUTH" in env else None
+    http = json.loads(env["LANGGRAPH_HTTP"]) if "LANGGRAPH_HTTP" in env else {}
     return Build(
         config=config,
         requirements=tuple(requirements),
@@ -113,6 +116,7 @@ def _parse(config: Path, text: str, contexts: dict[str, Path]) -> Build:
         graphs=json.loads(env["LANGSERVE_GRAPHS"]),
         auth=auth,
         workdir=workdir,
+        http_app=http.get("app"),
     )
 
 
@@ -198,13 +202,17 @@ class Replay:
             _pip(self.python, "install", "-q", "-c", constraints, "-e", ".", cwd=dep)
 
     def load(self, build: Build) -> dict[str, str]:
-        """Imports every graph (and the auth object) of `build`; the failures by name."""
+        """Imports every graph (and the auth and http app objects) of `build`; the failures
+        by name. A `module:attribute` app is imported as a module, as langgraph-api does."""
         targets = {f"graph {name}": (spec, "graph") for name, spec in build.graphs.items()}
         if build.auth:
             targets["auth"] = (build.auth, "auth")
+        if build.http_app:
+            targets["http app"] = (build.http_app, "http")
         for name, (spec, kind) in list(targets.items()):
             path, _, attribute = spec.rpartition(":")
-            targets[name] = (f"{self.host(path)}:{attribute}", kind)
+            if path.startswith("/"):
+                targets[name] = (f"{self.host(path)}:{attribute}", kind)
         env = {"PATH": f"{self.python.parent}{os.pathsep}{os.defpath}", **DEPLOYMENT_ENV}
         done = subprocess.run(
             [str(self.python), "-I", "-c", LOADER, json.dumps(targets)],
@@ -224,13 +232,19 @@ import importlib.util, json, sys, traceback
 
 def load(spec, kind):
     path, _, attribute = spec.rpartition(":")
-    name = path.replace("/", "__").replace(".py", "").replace(" ", "_").lstrip(".")
-    found = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(found)
-    sys.modules[name] = module
-    found.loader.exec_module(module)
+    if not path.endswith(".py"):
+        module = importlib.import_module(path)
+    else:
+        name = path.replace("/", "__").replace(".py", "").replace(" ", "_").lstrip(".")
+        found = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(found)
+        sys.modules[name] = module
+        found.loader.exec_module(module)
     value = getattr(module, attribute)
-    if kind == "auth":
+    if kind == "http":
+        from starlette.applications import Starlette
+        assert isinstance(value, Starlette), f"{spec} is {type(value).__name__}, not Starlette"
+    elif kind == "auth":
         from langgraph_sdk import Auth
         assert isinstance(value, Auth), f"{spec} is {type(value).__name__}, not Auth"
     else:

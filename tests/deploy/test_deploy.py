@@ -2,9 +2,9 @@
 
 Configs are found by walking the repository, so one added later is covered too. For each,
 `langgraph dockerfile` must succeed, and its install steps, replayed in a fresh virtual
-environment, must give every graph in `LANGSERVE_GRAPHS` what it imports. Configs with the
-same requirements and local packages share one replay; every replay starts from a copy of
-one base layer (langgraph-api, as in the base image).
+environment, must give every graph in `LANGSERVE_GRAPHS` (and the app of `LANGGRAPH_HTTP`)
+what it imports. Configs with the same requirements and local packages share one replay;
+every replay starts from a copy of one base layer (langgraph-api, as in the base image).
 """
 
 from __future__ import annotations
@@ -75,8 +75,20 @@ def test_the_walk_finds_every_config() -> None:
 @pytest.mark.parametrize("config", configs(), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_config_builds_and_its_graphs_load(config: Path, replays: Replays, tmp_path: Path) -> None:
     build = generate(config, tmp_path)
-    assert set(build.graphs) == set(json.loads(config.read_text())["graphs"])
+    settings = json.loads(config.read_text())
+    assert set(build.graphs) == set(settings["graphs"])
+    assert (build.http_app is None) == ("http" not in settings)
     assert replays.for_build(build).load(build) == {}
+
+
+def test_an_http_app_that_is_not_installed_fails(replays: Replays, tmp_path: Path) -> None:
+    config = write_config(tmp_path, ["openai~=3.57"])
+    settings = json.loads(config.read_text())
+    config.write_text(json.dumps({**settings, "http": {"app": "batch_bridge.nowhere:app"}}))
+    build = generate(config, tmp_path)
+    failures = replays.for_build(build).load(build)
+    assert set(failures) == {"http app"}
+    assert "No module named 'batch_bridge.nowhere'" in failures["http app"]
 
 
 def test_a_graph_whose_import_is_not_installed_fails(replays: Replays, tmp_path: Path) -> None:

@@ -1,13 +1,19 @@
 """Two users of one deployment share a bridge under custom auth (examples/auth/auth.py).
 
 Each is resumed with their own results; neither can read the other's threads, nor the
-bridge's records or state; the bridge acts as the deployment itself.
+bridge's records or state; the bridge acts as the deployment itself. The status routes are
+protected like the rest (`enable_custom_route_auth`).
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError
@@ -31,6 +37,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]
         graphs,
         env=env,
         auth=str(ROOT / "examples" / "auth" / "auth.py") + ":auth",
+        http=json.loads((ROOT / "examples" / "auth" / "langgraph.json").read_text())["http"],
     ).start()
     yield server
     server.stop()
@@ -68,3 +75,33 @@ async def test_users_share_a_bridge_and_see_only_their_own(auth_server: DevServe
 
     with pytest.raises(Exception, match="unknown or missing token"):  # 401
         await as_user(auth_server, None).threads.search(limit=1)
+
+
+async def test_the_status_page_is_refused_without_a_token_and_served_with_one(
+    auth_server: DevServer,
+) -> None:
+    alice = as_user(auth_server, "alice")
+    threads = await start(alice, "agent", [{"item": "alice status"}])
+    await finished(alice, threads)
+    page, data = f"{auth_server.url}/batch-bridge/", f"{auth_server.url}/batch-bridge/status.json"
+    async with httpx.AsyncClient(timeout=30) as http:
+        for url in (page, data):
+            refused = await http.get(url)
+            assert refused.status_code in (401, 403), (url, refused.status_code)
+            assert "unknown or missing token" in refused.text
+            assert "batch_bridge.status" not in refused.text and "<html" not in refused.text
+        headers = {"Authorization": f"Bearer {TOKENS['alice']}"}
+        assert (await http.get(page, headers=headers)).status_code == 200
+        status = (await http.get(data, headers=headers)).json()
+    # read as the deployment: the bridge's own thread and records, which alice cannot read
+    assert status["kind"] == "batch_bridge.status" and status["ticks"] > 0
+    assert status["totals"]["items_delivered"] >= 1
+
+    cli = [str(Path(sys.executable).with_name("batch-bridge")), "status", "--url", auth_server.url]
+    refused = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "refused the request (HTTP 40" in refused.stderr
+    shown = subprocess.run(
+        [*cli, "--json", "--token", TOKENS["alice"]], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["totals"]["items_delivered"] >= 1

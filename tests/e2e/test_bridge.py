@@ -264,14 +264,14 @@ async def test_bridge_state_is_a_small_readable_summary(dev_server):
 
 async def test_an_item_whose_thread_was_deleted_is_never_sent_and_is_counted(dev_server):
     client = get_client(url=dev_server.url)
-    before = (await bridge_state(client, "bridge_age")).get("records_quarantined", 0)
+    before = (await bridge_state(client, "bridge_age")).get("items_withdrawn", 0)
     (thread,) = await start(client, "agent", [{"item": "orphan", "bridge": "bridge_age"}])
     await interrupted(client, [thread])
     await client.threads.delete(thread)
 
     async def counted() -> bool:
         state = await bridge_state(client, "bridge_age")
-        return state.get("records_quarantined", 0) > before and state.get("pending") == 0
+        return state.get("items_withdrawn", 0) > before and state.get("pending") == 0
 
     await until(counted, timeout=60)
 

@@ -40,6 +40,7 @@ PUBLIC = [
     "batch_bridge.providers.anthropic",
     "batch_bridge.integrations.langchain",
     "batch_bridge.testing",
+    "batch_bridge.http",
 ]
 
 
@@ -123,10 +124,12 @@ def check_collects(code: str) -> None:
 
 
 def exits_with_bridge(code: str, workdir: Path) -> None:
-    """Runs `code` while the root config's bridge is served, at `$BATCH_BRIDGE_URL`."""
-    graphs = json.loads((ROOT / "langgraph.json").read_text())["graphs"]
+    """Runs `code` while the root config's bridge (and its status routes) is served, at
+    `$BATCH_BRIDGE_URL`."""
+    config = json.loads((ROOT / "langgraph.json").read_text())
     env = {"OPENAI_API_KEY": "emulator", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
-    with DevServer(workdir, graphs, base_dir=ROOT, env=env) as server:
+    served = DevServer(workdir, config["graphs"], base_dir=ROOT, env=env, http=config.get("http"))
+    with served as server:
         done = subprocess.run(
             ["bash", "-c", code],
             cwd=ROOT,

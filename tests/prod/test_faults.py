@@ -13,10 +13,11 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from batch_bridge import bridge_thread_id
+from batch_bridge import UnknownBatchError, bridge_thread_id, cancel_batch
 from batch_bridge.testing import Emulator, EmulatorServer
 from tests.conftest import start_prod_engine
 from tests.e2e.helpers import until
@@ -26,6 +27,8 @@ from tests.prod.helpers import (
     fired,
     live_client,
     questions,
+    retrying,
+    runs_per_thread,
     settled,
     start_callers,
     submissions,
@@ -43,6 +46,8 @@ NAMES = [
     "small_agent",
     "strict_agent",
     "bad_item",
+    "hold_bridge",
+    "hold_agent",
 ]
 
 
@@ -108,7 +113,13 @@ async def test_a_bridge_worker_killed_at_any_step_loses_and_repeats_nothing(
     texts = questions(point, 30)
     threads = await start_callers(engine, "agent", [{"question": t} for t in texts])
     await assert_exactly_once(engine, emulator, texts, threads)
-    assert fired(fault_dir)[point] >= 1 and reviver
+    assert fired(fault_dir)[point] >= 1
+
+    async def restarted() -> list[int]:
+        return reviver
+
+    # The kill can land after the last caller settled; the restart is then still under way.
+    await until(restarted, timeout=120)
 
 
 async def test_a_tick_that_crashes_again_and_again_recovers_by_itself(
@@ -236,3 +247,57 @@ async def test_a_batch_whose_polls_keep_failing_is_given_up_and_cancelled(
         assert error["error"] == "BatchFailedError" and "given up" in error["message"]
         assert "injected poll failure" in error["message"]
     assert emulator.emulator.stats()["batches_cancelled"] > cancelled  # stopped, not billed on
+
+
+async def test_a_worker_killed_mid_cancel_resumes_each_caller_once(
+    engine: ProdEngine, emulator: EmulatorServer, fault_dir: Path, reviver: list[int]
+) -> None:
+    """An operator cancels a batch in flight; the worker dies after the provider took the
+    cancel, before the bridge recorded it. Finished rows still answer their callers, the
+    others get BatchCancelledError; each caller is resumed once, each item sent once."""
+    texts = questions("cancelled", 8)
+    threads = await start_callers(engine, "hold_agent", [{"question": t} for t in texts])
+
+    async def out() -> list[str] | None:
+        state = await retrying(
+            engine, lambda c: c.threads.get_state(bridge_thread_id("hold_bridge"))
+        )
+        flights = [
+            f for f in (state["values"] or {}).get("in_flight", []) if f["status"] == "submitted"
+        ]
+        return [f["batch_id"] for f in flights] if sum(f["size"] for f in flights) == 8 else None
+
+    async def cancel(client: Any, batch_id: str) -> str:
+        try:
+            return await cancel_batch(client, batch_id, bridge="hold_bridge")
+        except UnknownBatchError:
+            return "finished"  # a retried request after the killed run's retry finished it
+
+    batch_ids = await until(out, timeout=120)
+    arm(fault_dir, "cancel_after")
+    for batch_id in batch_ids:
+        assert await retrying(engine, lambda c, b=batch_id: cancel(c, b)) in (
+            "cancelling",
+            "finished",
+        )
+
+    states = await settled(engine, threads)
+    assert fired(fault_dir)["cancel_after"] == 1 and reviver
+    statuses = [s["status"] for s in states]
+    assert "idle" in statuses and "error" in statuses, statuses
+    for text, state in zip(texts, states, strict=True):
+        if state["status"] == "idle":
+            assert state["values"]["answer"] == f"Echo: {text}"
+            continue
+
+        async def error(client: Any, thread_id: str = state["thread_id"]) -> dict[str, Any]:
+            runs = await client.runs.list(thread_id, limit=10)
+            run = next(r for r in runs if r["status"] == "error")
+            return dict((await client.runs.join(thread_id, run["run_id"]))["__error__"])
+
+        failure = await retrying(engine, error)
+        assert failure["error"] == "BatchCancelledError", failure
+        assert any(b in failure["message"] for b in batch_ids), failure
+    assert await runs_per_thread(engine, threads) == [2] * len(threads)
+    counts = submissions(emulator)
+    assert {t: counts[t] for t in texts} == dict.fromkeys(texts, 1)

@@ -69,7 +69,7 @@ def submissions(emulator: EmulatorServer) -> Counter[str]:
 def faults_left(emulator: EmulatorServer) -> int:
     emu = emulator.emulator
     with emu._lock:
-        return sum(f.times for queued in emu._faults.values() for f in queued)
+        return emu._faults.left()
 
 
 async def runs_per_thread(engine: ProdEngine, tids: list[str]) -> dict[str, int]:

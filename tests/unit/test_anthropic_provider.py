@@ -233,6 +233,24 @@ async def test_canceled_rows_are_resubmitted_within_max_attempts(
     assert len(run.provider_batches) == 2
 
 
+async def test_the_handle_cancel_returns_resubmits_no_canceled_row(
+    client: anthropic.AsyncAnthropic, server: EmulatorServer
+) -> None:
+    """The bridge polls what `cancel` returned: an operator's cancel is not undone."""
+    texts = [f"halt {i}" for i in range(8)]
+    set_knobs(server, in_progress_s=30.0)
+    adapter = AnthropicBatch(client)  # attempts left
+    run = Run(adapter)
+    handle = await run.submit([ask(t) for t in texts])
+    cancelled = await adapter.cancel(handle)
+    set_knobs(server, in_progress_s=0.05)
+
+    results = await run.finish(cancelled)
+    assert len(run.provider_batches) == 1
+    codes = [r.code if isinstance(r, BatchFailedError) else "ok" for r in results]
+    assert sorted(set(codes)) == ["batch_canceled", "ok"]
+
+
 async def test_retried_submit_with_the_same_key_is_at_least_once(
     client: anthropic.AsyncAnthropic, server: EmulatorServer
 ) -> None:

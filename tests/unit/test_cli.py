@@ -14,8 +14,10 @@ import pytest
 from click.testing import CliRunner, Result
 from langgraph_sdk.client import LangGraphClient
 
-from batch_bridge import cli
+from batch_bridge import bridge_thread_id
 from batch_bridge.cli import CLI_CRON_TAG, CronResult, apply_cron, main
+from batch_bridge.cli import cron as cli_cron
+from batch_bridge.cli import demo as cli_demo
 from batch_bridge.demo import DemoError, DemoSummary, Snapshot, describe, log_cause
 from batch_bridge.testing.__main__ import main as emulator_main
 
@@ -48,7 +50,7 @@ def test_each_subcommand_help_lists_its_own_options_with_help_text(name: str) ->
 
 
 def test_subcommands_and_their_key_options() -> None:
-    assert set(main.commands) == {"cron", "demo", "emulator"}
+    assert set(main.commands) == {"cancel", "cron", "demo", "emulator", "status"}
     demo = invoke("demo", "--help").output
     for flag in ("--threads", "--max-batch-size", "--max-batch-age", "--poll-interval"):
         assert flag in demo
@@ -56,9 +58,15 @@ def test_subcommands_and_their_key_options() -> None:
     cron = invoke("cron", "--help").output
     for flag in ("--url", "--bridge", "--schedule", "--flush / --no-flush"):
         assert flag in cron
+    cancel = invoke("cancel", "--help").output
+    for flag in ("--url", "--bridge", "--batch"):
+        assert flag in cancel
     emulator = invoke("emulator", "--help").output
     for flag in ("--port", "--in-progress-s", "--error-rate", "--retry-after-s"):
         assert flag in emulator
+    status = invoke("status", "--help").output
+    for flag in ("--url", "--bridge", "--json", "--token"):
+        assert flag in status
 
 
 def test_emulator_subcommand_is_the_module_command() -> None:
@@ -86,6 +94,8 @@ def test_version_comes_from_the_installed_distribution() -> None:
         (["cron"], "--url"),
         (["cron", "--url", "ftp://example.com"], "--url"),
         (["cron", "--url", "http://127.0.0.1:1", "--schedule", "* * *"], "--schedule"),
+        (["status"], "--url"),
+        (["status", "--url", "not a url"], "--url"),
         (["emulator", "--error-rate", "2"], "error_rate"),
         (["emulator", "--in-progress-s", "-1"], "in_progress_s"),
         (["emulator", "--max-file-bytes", "1.5"], "--max-file-bytes"),
@@ -96,6 +106,11 @@ def test_version_comes_from_the_installed_distribution() -> None:
 def test_bad_values_are_one_line_and_exit_code_2(args: list[str], names: str) -> None:
     line = assert_one_error_line(invoke(*args), 2)
     assert names in line
+
+
+def test_status_of_an_unreachable_deployment_is_one_line_exit_code_1() -> None:
+    line = assert_one_error_line(invoke("status", "--url", "http://127.0.0.1:1"), 1)
+    assert line.startswith("Error: cannot reach http://127.0.0.1:1")
 
 
 def test_the_module_entry_point_names_itself_in_errors() -> None:
@@ -111,7 +126,7 @@ def test_demo_error_is_one_line_with_the_kept_log(
     def failing(settings: Any) -> DemoSummary:
         raise DemoError("langgraph dev did not start: GraphLoadError: boom.", server_log=kept)
 
-    monkeypatch.setattr(cli, "run_demo", failing)
+    monkeypatch.setattr(cli_demo, "run_demo", failing)
     line = assert_one_error_line(invoke("demo"), 1)
     reason = "langgraph dev did not start: GraphLoadError: boom"
     assert line == f"Error: {reason}; server log kept at {kept}"
@@ -122,7 +137,7 @@ def test_demo_with_unanswered_agents_exits_1_and_names_the_log(
 ) -> None:
     log = tmp_path / "server.log"
     summary = DemoSummary(5, 3, 0, 1, 1.0, 1.0, 1.0, 0, 0, 0.0, 0.0, unfinished=2, server_log=log)
-    monkeypatch.setattr(cli, "run_demo", lambda settings: summary)
+    monkeypatch.setattr(cli_demo, "run_demo", lambda settings: summary)
     result = invoke("demo", "--threads", "5")
     assert result.exit_code == 1
     assert result.output.strip() == f"2 of 5 agents did not answer; server log kept at {log}"
@@ -153,7 +168,7 @@ def test_demo_passes_every_option_to_the_settings(monkeypatch: pytest.MonkeyPatc
         seen.append(settings)
         return SUMMARY
 
-    monkeypatch.setattr(cli, "run_demo", record)
+    monkeypatch.setattr(cli_demo, "run_demo", record)
     args = ["--threads", "7", "--max-batch-size", "3", "--max-batch-age", "0.5"]
     args += ["--poll-interval", "0.25", "--provider-latency", "0", "--timeout", "30"]
     result = invoke("demo", *args, "--model", "gpt-4o")
@@ -167,7 +182,7 @@ def test_demo_passes_every_option_to_the_settings(monkeypatch: pytest.MonkeyPatc
 
 def test_demo_provider_picks_its_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Any] = []
-    monkeypatch.setattr(cli, "run_demo", lambda settings: seen.append(settings) or SUMMARY)
+    monkeypatch.setattr(cli_demo, "run_demo", lambda settings: seen.append(settings) or SUMMARY)
     assert invoke("demo", "--threads", "7", "--provider", "anthropic").exit_code == 0
     assert invoke("demo", "--threads", "7").exit_code == 0
     assert [(s.provider, s.model_name) for s in seen] == [
@@ -186,7 +201,7 @@ def test_cron_unreachable_url_is_one_line(monkeypatch: pytest.MonkeyPatch) -> No
         async def search(self, **kwargs: Any) -> Any:
             raise httpx.ConnectError("All connection attempts failed")
 
-    monkeypatch.setattr(cli, "get_client", lambda url: Unreachable())
+    monkeypatch.setattr(cli_cron, "get_client", lambda url: Unreachable())
     line = assert_one_error_line(invoke("cron", "--url", "http://127.0.0.1:9/"), 1)
     assert line == (
         "Error: cannot reach http://127.0.0.1:9: All connection attempts failed; "
@@ -255,7 +270,7 @@ def test_cron_created_kept_then_replaced_leaving_other_crons_alone() -> None:
     deployment = FakeDeployment()
     safety = asyncio.run(  # the bridge's own safety cron: same input, untagged
         deployment.create_for_thread(
-            cli.bridge_thread_id("bridge"), "bridge", schedule="* * * * *", input={"flush": False}
+            bridge_thread_id("bridge"), "bridge", schedule="* * * * *", input={"flush": False}
         )
     )
 
@@ -281,7 +296,7 @@ def test_cron_keeps_one_and_removes_duplicates_of_the_same_setting() -> None:
     deployment = FakeDeployment()
     first = deployment.apply("0 * * * *")
     tagged = {CLI_CRON_TAG: True}
-    thread = cli.bridge_thread_id("bridge")
+    thread = bridge_thread_id("bridge")
     dup = asyncio.run(
         deployment.create_for_thread(
             thread, "bridge", schedule="0 * * * *", input={"flush": False}, metadata=tagged

@@ -62,3 +62,15 @@ async def test_faults_given_at_start_answer_the_route_then_let_it_through(standa
 def test_a_bad_fault_is_refused_before_serving(fault: list[str], named: str) -> None:
     refused = CliRunner().invoke(main, ["--port", "0", "--fault", *fault])
     assert refused.exit_code == 2 and named in refused.output, refused.output
+
+
+def test_the_soak_counts_the_fault_calls_still_queued() -> None:
+    from batch_bridge.testing import Emulator, EmulatorServer
+    from tests.support.soak_tally import faults_left
+
+    server = EmulatorServer(Emulator())
+    server.emulator.add_fault(RETRIEVE, times=2, status=503)
+    server.emulator.add_fault("POST /v1/batches", times=1, status=500, after=True)
+    assert faults_left(server) == 3
+    server.emulator.clear_faults()
+    assert faults_left(server) == 0

@@ -11,6 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "batch_bridge"
 CALLER_SIDE = [
     "_wait.py",
     "_marker.py",
+    "_notice.py",
+    "_preflight.py",
     "_results.py",
     "_client.py",
     "integrations",

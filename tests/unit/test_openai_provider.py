@@ -773,6 +773,30 @@ async def test_cancel_stops_named_and_unrecorded_batches(
     assert submissions(server, key) == {f"{key}-{i}": 1 for i in range(4)}
 
 
+async def test_the_handle_cancel_returns_starts_and_resubmits_nothing(
+    client: openai.AsyncOpenAI, server: EmulatorServer
+) -> None:
+    """The bridge polls what `cancel` returned: parts still waiting never start, and rows
+    the cancelled batch left unfinished fail as cancelled, not as missing input files."""
+    texts = [f"halt {i:02d} " + "w" * 200 for i in range(6)]
+    key = "bb_cancel000002"
+    adapter = OpenAIBatch(
+        client,
+        max_requests_per_file=2,
+        enqueued_token_budget=200,
+        metadata={"emulator_in_progress_s": "30"},
+    )
+    handle = await adapter.submit([chat(t) for t in texts], idempotency_key=key)
+
+    cancelled = await adapter.cancel(handle)
+    results = await Run(adapter).finish(cancelled)
+
+    codes = [r.code if isinstance(r, BatchFailedError) else "ok" for r in results]
+    assert set(codes[:2]) <= {"ok", "batch_cancelled"}
+    assert codes[2:] == ["batch_cancelled"] * 4
+    assert submissions(server, key) == {f"{key}-{i}": 1 for i in range(2)}
+
+
 async def test_cancel_tolerates_ended_and_unknown_batches(client: openai.AsyncOpenAI) -> None:
     adapter = OpenAIBatch(client)
     handle = await adapter.submit([chat("quick")])

@@ -111,7 +111,7 @@ async def test_a_young_partial_batch_waits_and_the_tick_says_when_to_look_again(
     assert state["items_delivered"] == 1
 
 
-async def test_an_item_its_thread_does_not_wait_on_is_quarantined_never_submitted():
+async def test_an_item_its_thread_does_not_wait_on_is_never_submitted():
     store, client, clock, provider = InMemoryStore(), FakeClient(), Clock(), FakeProvider()
     ledger = Ledger(store, "bridge")
     forged, other = queued("t1", "a", clock.now - 10), queued("t2", "b", clock.now - 10)
@@ -122,8 +122,8 @@ async def test_an_item_its_thread_does_not_wait_on_is_quarantined_never_submitte
 
     assert provider.submitted == []
     assert await statuses(ledger) == {}
-    assert len(await ledger.search(QUARANTINE)) == 2
-    assert state["records_quarantined"] == 2
+    assert len(await ledger.search(QUARANTINE)) == 1  # the forged one; t2 is gone: withdrawn
+    assert state["records_quarantined"] == 1 and state["items_withdrawn"] == 1
 
 
 async def test_a_raised_poll_error_is_polled_again_within_the_horizon():
@@ -201,11 +201,8 @@ async def test_delivery_settles_gone_busy_foreign_and_refused_threads():
     await deliver.run([gone, busy, foreign])
 
     assert client.runs.resumes == []
-    assert (gone.status, foreign.status, busy.status) == (
-        "undeliverable",
-        "undeliverable",
-        "result",
-    )
+    assert (gone.status, foreign.status, busy.status) == ("dropped", "undeliverable", "result")
+    assert deliver.dropped == 1 and deliver.undeliverable == 1
     assert busy.next_attempt_at == clock.now + 1.0
     assert "digest mismatch" in (foreign.last_error or "")
 

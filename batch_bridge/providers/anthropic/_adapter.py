@@ -161,12 +161,14 @@ class AnthropicBatch(BatchAdapter[anthropic.AsyncAnthropic, MessageBatch]):
             )
         return line, cost, problem
 
-    async def cancel(self, handle: Handle) -> None:
+    async def cancel(self, handle: Handle) -> Handle:
         """Cancel every batch of this handle still processing; idempotent.
 
         Batches that ended, are already canceling or are gone are skipped. Batches an
         interrupted call created but no handle names cannot be found (see the module
-        docstring). Raises the SDK's error when Anthropic cannot be reached.
+        docstring). Raises the SDK's error when Anthropic cannot be reached. Returns the
+        handle to poll from then on: it resubmits no canceled row (they fail with code
+        `batch_cancelled`), and the rows that finished before the cancel keep their results.
         """
         state = self._load(handle)
         batches = self.client.messages.batches
@@ -184,6 +186,7 @@ class AnthropicBatch(BatchAdapter[anthropic.AsyncAnthropic, MessageBatch]):
                 batch = await batches.retrieve(part["batch"])
                 if batch.processing_status == "in_progress":
                     raise
+        return self.mark_cancelled(state)
 
     async def release(self, handle: Handle) -> None:
         """Delete the ended batches (and their results) whose results the bridge recorded.

@@ -196,7 +196,7 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
             raise
         return handle
 
-    async def cancel(self, handle: Handle) -> None:
+    async def cancel(self, handle: Handle) -> Handle:
         """Cancel every batch of this handle still running, and delete its input files.
 
         Idempotent: batches already ended, cancelled or gone and files already deleted are
@@ -205,13 +205,14 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
         cannot be reached, so that the caller may try again.
 
         Cancelling takes the provider a while (`cancelling` → `cancelled`, up to minutes
-        at OpenAI). The handle should not be polled afterwards; if it is, it returns None
-        while a batch is cancelling, then the rows that finished before the cancel and a
-        `BatchFailedError` for every other item, since their input files are gone.
+        at OpenAI). Returns the handle to poll from then on: its poll returns None while a
+        batch is cancelling, then the rows that finished before the cancel and a
+        `BatchFailedError` (code `batch_cancelled`) for every other item.
         """
         state = load_handle(handle, name="OpenAIBatch")
         earlier = self._earlier(state["key"], eager=True)
         await _cleanup.cancel(self.client, state, earlier, self._files)
+        return self.mark_cancelled(state)
 
     async def release(self, handle: Handle) -> None:
         """Delete every file of a batch whose results the bridge has recorded; idempotent.

@@ -73,6 +73,17 @@ bridge_age = Bridge(
 )
 
 
+bridge_fresh = Bridge(
+    submit=submit,
+    poll=poll,
+    max_batch_size=10,
+    max_batch_age=timedelta(seconds=1),
+    poll_interval=1,
+    name="bridge_fresh",
+)
+"""Run first by a caller it refuses (tests/e2e/test_misconfig.py): no trust notice yet."""
+
+
 def release_on_go(items: list[Any], last_flushed: datetime) -> bool:
     return "go" in items
 

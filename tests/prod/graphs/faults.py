@@ -4,7 +4,8 @@ A fault is a file in `$BB_FAULT_DIR` named after its point; it holds how many ti
 The process that claims a firing (an atomic rename, so two workers never both claim one)
 SIGKILLs itself at that line, or raises when the point's name ends in `_raise`, exactly as a
 crashing worker would. Points: `caller_after_wait`, `submit_before`, `submit_after`, `poll`,
-`poll_raise`, `poll_hang` (never answers), `flush_forming` (a batch's header and members are
+`poll_raise`, `poll_hang` (never answers), `cancel_after` (the provider took an operator's
+cancel, the bridge has not recorded it), `flush_forming` (a batch's header and members are
 written, its items not yet marked), `deliver_after` (after a resume run was created, before it
 was recorded).
 """
@@ -258,3 +259,35 @@ async def held_ask(state: State) -> State:
 
 
 held_agent = StateGraph(State).add_node(held_ask).add_edge(START, "held_ask").compile()
+
+
+hold_provider = OpenAIBatch(retry_backoff_s=0.5, metadata={"emulator_in_progress_s": "600"})
+hold_submit, hold_poll = with_kill_points(hold_provider)
+
+
+async def hold_cancel(handle: Any) -> Any:
+    cancelled = await hold_provider.cancel(handle)
+    fail_at("cancel_after")
+    return cancelled
+
+
+hold_bridge = Bridge(
+    submit=hold_submit,
+    poll=hold_poll,
+    cancel=hold_cancel,
+    max_batch_age=1,
+    poll_interval=1,
+    safety_cron="* * * * * */5",
+    name="hold_bridge",
+)
+hold_llm = wrap_openai(batcher="hold_bridge")
+
+
+async def hold_ask(state: State) -> State:
+    completion = await hold_llm.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": state["question"]}]
+    )
+    return {"answer": completion.choices[0].message.content or ""}
+
+
+hold_agent = StateGraph(State).add_node(hold_ask).add_edge(START, "hold_ask").compile()

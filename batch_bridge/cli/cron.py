@@ -1,182 +1,24 @@
-"""`batch-bridge`: run the demo, serve the emulator, set up the bridge's cron.
-
-One click group; each subcommand's `--help` lists its own options. Expected failures (a bad
-option value, an unreachable URL, an unknown bridge, a schedule the server refuses) end as
-one line on stderr, never a traceback: exit code 2 for usage errors, 1 for the others.
-"""
+"""`batch-bridge cron`: a cron on a deployment that starts the bridge's tick on a schedule."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-try:
-    import click
-    import rich  # noqa: F401
-except ImportError:  # the console script exists in every install; its parts come with [cli]
-    raise SystemExit(
-        "batch-bridge needs its command-line parts: pip install 'batch-bridge[cli]'"
-    ) from None
+import click
 import httpx
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import APIStatusError, NotFoundError, UnprocessableEntityError
 
 from batch_bridge._constants import bridge_thread_id
-from batch_bridge.demo import (
-    DEFAULT_MODELS,
-    PRICES_PER_MTOK,
-    DemoError,
-    DemoSettings,
-    run_demo,
-)
-from batch_bridge.testing.__main__ import main as emulator
+from batch_bridge.cli._options import check_schedule, check_url
 
-__all__ = ["CLI_CRON_TAG", "CronResult", "apply_cron", "main"]
+__all__ = ["CLI_CRON_TAG", "CronResult", "apply_cron", "cron"]
 
 CLI_CRON_TAG = "batch_bridge_cli"
 """Metadata key (value true) on the crons this command creates: the only ones it replaces."""
-
-
-@click.group()
-@click.version_option(package_name="batch-bridge", prog_name="batch-bridge")
-def main() -> None:
-    """BatchBridge: provider batch APIs as ordinary awaits inside LangGraph."""
-
-
-main.add_command(emulator, name="emulator")
-
-
-def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    if not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a finite number of seconds.", ctx, param)
-    return value
-
-
-def _seconds(*, zero_ok: bool) -> click.FloatRange:
-    return click.FloatRange(min=0.0, min_open=not zero_ok)
-
-
-@main.command()
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=300,
-    show_default=True,
-    help="Agent threads to run, one question each.",
-)
-@click.option(
-    "--provider",
-    type=click.Choice(sorted(DEFAULT_MODELS)),
-    default="openai",
-    show_default=True,
-    help="Whose batch API the bridge uses (OpenAIBatch or AnthropicBatch); both emulated.",
-)
-@click.option(
-    "--model",
-    type=click.Choice(sorted(PRICES_PER_MTOK)),
-    default=None,
-    help="Model the agents ask for; the summary prices its tokens. Default: "
-    + ", ".join(f"{model} ({provider})" for provider, model in DEFAULT_MODELS.items())
-    + ".",
-)
-@click.option(
-    "--max-batch-size",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Items in one provider batch at most.",
-)
-@click.option(
-    "--max-batch-age",
-    "max_batch_age_s",
-    type=_seconds(zero_ok=False),
-    callback=_finite,
-    default=2.0,
-    show_default=True,
-    help="Seconds before a partial batch is flushed.",
-)
-@click.option(
-    "--poll-interval",
-    "poll_interval_s",
-    type=_seconds(zero_ok=False),
-    callback=_finite,
-    default=1.0,
-    show_default=True,
-    help="Seconds between the bridge's polls of a running batch.",
-)
-@click.option(
-    "--provider-latency",
-    "provider_latency_s",
-    type=_seconds(zero_ok=True),
-    callback=_finite,
-    default=3.0,
-    show_default=True,
-    help="Seconds the emulated provider takes per batch.",
-)
-@click.option(
-    "--timeout",
-    "timeout_s",
-    type=_seconds(zero_ok=False),
-    callback=_finite,
-    default=600.0,
-    show_default=True,
-    help="Seconds to wait for every agent to answer once the server is up.",
-)
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=Path("langgraph.json"),
-    show_default=True,
-    help="The langgraph.json that registers the graphs 'bridge' and 'agent'.",
-)
-def demo(**options: Any) -> None:
-    """Run many agent threads through the bridge and the offline Batch API emulator.
-
-    Starts the emulator and `langgraph dev`, shows live progress and ends with a summary
-    (batches, waits, tokens, savings). Needs no key and no network. If it fails, the
-    server's log is kept and its path printed.
-    """
-    settings = DemoSettings(**options)
-    try:
-        summary = run_demo(settings)
-    except DemoError as exc:
-        kept = f"; server log kept at {exc.server_log}" if exc.server_log else ""
-        raise click.ClickException(f"{str(exc).rstrip('.')}{kept}") from exc
-    missing = settings.threads - summary.succeeded
-    if missing > 0:
-        kept = f"; server log kept at {summary.server_log}" if summary.server_log else ""
-        click.echo(f"{missing} of {settings.threads} agents did not answer{kept}", err=True)
-        click.get_current_context().exit(1)
-
-
-def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        url = httpx.URL(value)
-    except httpx.InvalidURL as exc:
-        raise click.BadParameter(f"{value!r} is not a URL ({exc}).", ctx, param) from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise click.BadParameter(
-            f"{value!r} is not an http(s) URL such as https://my-deployment.example.com.",
-            ctx,
-            param,
-        )
-    return value.rstrip("/")
-
-
-def _schedule(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    fields = value.split()
-    if len(fields) not in (5, 6):
-        raise click.BadParameter(
-            f"{value!r} has {len(fields)} fields; a cron schedule has 5 (minute hour day "
-            'month weekday, e.g. "*/5 * * * *") or 6 with seconds last ("* * * * * */30").',
-            ctx,
-            param,
-        )
-    return " ".join(fields)
 
 
 class CronResult(NamedTuple):
@@ -252,12 +94,12 @@ def _api_error(url: str, exc: APIStatusError) -> str:
     return f"{url} answered HTTP {exc.status_code}: {message}"
 
 
-@main.command()
+@click.command()
 @click.option(
     "--url",
     envvar="BATCH_BRIDGE_URL",
     required=True,
-    callback=_url,
+    callback=check_url,
     help="The deployment that runs the bridge (default: $BATCH_BRIDGE_URL). Its API key "
     "is read from LANGGRAPH_API_KEY or LANGSMITH_API_KEY.",
 )
@@ -266,7 +108,7 @@ def _api_error(url: str, exc: APIStatusError) -> str:
     "--schedule",
     default="*/1 * * * *",
     show_default=True,
-    callback=_schedule,
+    callback=check_schedule,
     help='Cron schedule in UTC; for seconds, six fields, seconds last: "* * * * * */10".',
 )
 @click.option(

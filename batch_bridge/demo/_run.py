@@ -1,10 +1,9 @@
-"""The main job: many agent threads through the bridge and the offline Batch API emulator.
+"""The demo's run: the emulator and `langgraph dev`, the agent threads, the summary.
 
 Starts the emulator and a `langgraph dev` server with this project's langgraph.json, starts
-one agent thread per question, shows live progress from the first second (stages: starting
-emulator, starting server, creating threads, waiting for batches, delivering, done), and
-ends with a summary of batches, waits, tokens and what the Batch API's half price saved.
-When the demo fails, the server's log is copied to a file that outlives it.
+one agent thread per question, follows them until each has answered (or --timeout), and
+collects batches, waits, tokens and cost. When the demo fails, the server's log is copied to
+a file that outlives it.
 """
 
 from __future__ import annotations
@@ -20,229 +19,37 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import httpx
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.schema import ThreadStatus
-from rich.console import Console, RenderableType
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
-from rich.text import Text
+from rich.console import Console
 
 from batch_bridge._client import result
 from batch_bridge._constants import bridge_thread_id
+from batch_bridge.demo._settings import (
+    BATCH_DISCOUNT,
+    DEFAULT_MODELS,
+    PRICES_PER_MTOK,
+    DemoError,
+    DemoSettings,
+    DemoSummary,
+)
+from batch_bridge.demo._view import Display, Snapshot, describe, render
 from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.testing.devserver import DevServer
 
-__all__ = [
-    "DEFAULT_MODELS",
-    "PRICES_PER_MTOK",
-    "DemoError",
-    "DemoSettings",
-    "DemoSummary",
-    "Snapshot",
-    "describe",
-    "render",
-    "run_demo",
-]
+__all__ = ["log_cause", "run_demo"]
 
-PRICES_PER_MTOK = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "claude-haiku-4-5": (1.00, 5.00),
-    "claude-sonnet-4-5": (3.00, 15.00),
-}
-"""Normal (non-batch) USD prices per million input/output tokens; both batch APIs halve them."""
-DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
-"""The model the agents ask for when `--model` is not given, per `--provider`."""
-ANTHROPIC_GRAPHS = {
-    "bridge": f"{Path(__file__).with_name('_demo_anthropic.py')}:bridge",
-    "agent": f"{Path(__file__).with_name('_demo_anthropic.py')}:graph",
-}
+_ANTHROPIC_GRAPH = Path(__file__).with_name("anthropic_graph.py")
+ANTHROPIC_GRAPHS = {"bridge": f"{_ANTHROPIC_GRAPH}:bridge", "agent": f"{_ANTHROPIC_GRAPH}:graph"}
 """With `--provider anthropic`, these replace the config's `bridge` and `agent`."""
-BATCH_DISCOUNT = 0.5
 REQUIRED_GRAPHS = ("bridge", "agent")
 """The graphs the demo runs: `bridge` (the bridge) and `agent` (the caller)."""
-
-Stage = Literal[
-    "starting emulator",
-    "starting server",
-    "creating threads",
-    "waiting for batches",
-    "delivering",
-    "done",
-]
-
-
-class DemoError(Exception):
-    """The demo could not run to its end; `server_log` is a kept copy of the server's log."""
-
-    def __init__(self, message: str, *, server_log: Path | None = None) -> None:
-        super().__init__(message)
-        self.server_log = server_log
-
-
-@dataclass(frozen=True, kw_only=True)
-class DemoSettings:
-    threads: int = 300
-    """Agent threads, one question each."""
-    provider: Literal["openai", "anthropic"] = "openai"
-    """Whose batch API the bridge uses: `OpenAIBatch` and `wrap_openai`, or
-    `AnthropicBatch` and `wrap_anthropic`; the emulator serves both."""
-    model: str | None = None
-    """None: the provider's default (`DEFAULT_MODELS`)."""
-    max_batch_size: int = 100
-    max_batch_age_s: float = 2.0
-    """Seconds before a partial batch is flushed."""
-    poll_interval_s: float = 1.0
-    provider_latency_s: float = 3.0
-    """Seconds the emulated provider keeps each batch `in_progress`."""
-    config: Path = Path("langgraph.json")
-    timeout_s: float = 600.0
-    """Seconds to wait for every agent to answer, once the server is up."""
-
-    @property
-    def model_name(self) -> str:
-        return self.model or DEFAULT_MODELS[self.provider]
-
-
-@dataclass(frozen=True)
-class DemoSummary:
-    threads: int
-    succeeded: int
-    failed: int
-    """Threads whose run ended without an answer (`error`, or `idle` with none)."""
-    batches: int
-    wall_s: float
-    wait_p50_s: float
-    wait_p95_s: float
-    input_tokens: int
-    output_tokens: int
-    cost_normal_usd: float
-    cost_batch_usd: float
-    unfinished: int = 0
-    """Threads still waiting or running when the demo stopped (--timeout)."""
-    server_log: Path | None = None
-    """A kept copy of the server's log when not every agent answered, else None."""
-    sample_answer: str | None = None
-    """One thread's answer, read as a client would, with `batch_bridge.result`."""
-
-    @property
-    def savings_usd(self) -> float:
-        return self.cost_normal_usd - self.cost_batch_usd
-
-
-class Snapshot(NamedTuple):
-    """What the demo knows at one moment: its threads' statuses and the bridge's counts."""
-
-    created: int
-    """Agent threads created so far."""
-    answered: int
-    """Threads whose run finished (`idle`)."""
-    failed: int
-    """Threads whose run failed (`error`)."""
-    waiting: int
-    """Threads interrupted: their callers wait on the bridge."""
-    pending: int
-    """Items waiting at the bridge for a batch."""
-    in_flight: int
-    """Items in provider batches."""
-    batches_in_flight: int
-    delivering: int
-    """Results the bridge holds and has yet to deliver."""
-    resumed: int
-    """Callers the bridge has resumed with their result (seen waiting, and no longer)."""
-
-
-def describe(snapshot: Snapshot, threads: int) -> tuple[Stage, str]:
-    """The demo's stage once the server is up, and the line of counts shown beside it."""
-    resumed = max(snapshot.resumed, snapshot.answered + snapshot.failed)
-    batches = f"{snapshot.batches_in_flight} batch" + ("es" * (snapshot.batches_in_flight != 1))
-    flight = f"in flight {snapshot.in_flight}" + (f" ({batches})" if snapshot.in_flight else "")
-    if snapshot.created < threads:
-        detail = f"created {snapshot.created} of {threads}"
-        return "creating threads", detail + (f" · resumed {resumed}" if resumed else "")
-    if snapshot.answered + snapshot.failed >= threads:
-        return "done", f"answered {snapshot.answered} · failed {snapshot.failed}"
-    if resumed or snapshot.delivering:
-        detail = f"resumed {resumed} · still waiting {threads - resumed}"
-        to_deliver = min(snapshot.delivering, threads - resumed)  # the bridge's count lags
-        if to_deliver:
-            detail += f" · results to deliver {to_deliver}"
-        if snapshot.in_flight:
-            detail += f" · {flight}"
-        return "delivering", detail + (f" · pending {snapshot.pending}" if snapshot.pending else "")
-    return (
-        "waiting for batches",
-        f"waiting {snapshot.waiting} · pending {snapshot.pending} · {flight}",
-    )
-
-
-class _Progress(Progress):
-    """Rich's progress row, with the current counts on a line of their own beneath it."""
-
-    def get_renderables(self) -> Iterator[RenderableType]:
-        yield self.make_tasks_table(self.tasks)
-        for task in self.tasks:
-            if task.fields.get("detail"):
-                yield Text("  " + task.fields["detail"], style="dim")
-
-
-class _Display:
-    """A live progress row (stage, answered agents, elapsed time) over the current counts,
-    and a line printed on each change of stage, so the history stays on screen and in
-    captured output. On an error the live part is cleared: the history and the error stay.
-    """
-
-    def __init__(self, console: Console, threads: int) -> None:
-        self.progress = _Progress(
-            SpinnerColumn(finished_text="[green]✓"),
-            TextColumn("[bold]{task.fields[stage]:<19}"),
-            BarColumn(bar_width=30),
-            MofNCompleteColumn(),
-            TextColumn("answered"),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        self.threads = threads
-        self.stage: str | None = None
-        self.started = time.monotonic()
-        self.task = TaskID(0)
-
-    def __enter__(self) -> _Display:
-        self.progress.start()
-        self.started = time.monotonic()
-        self.task = self.progress.add_task("agents", total=self.threads, stage="", detail="")
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
-        if exc_type is not None:
-            self.progress.live.transient = True
-        self.progress.stop()
-
-    def show(self, stage: Stage, detail: str = "", *, answered: int | None = None) -> None:
-        if stage != self.stage:
-            self.stage = stage
-            self.note(f"{stage:<19} {detail}")
-        self.progress.update(self.task, stage=stage, detail=detail, completed=answered)
-
-    def note(self, text: str) -> None:
-        elapsed = time.monotonic() - self.started
-        self.progress.console.print(f"[dim]{elapsed:6.1f}s[/] {text}".rstrip(), highlight=False)
 
 
 def _graphs(config: Path) -> tuple[dict[str, str], Path]:
@@ -365,7 +172,7 @@ async def _collect(
     )
 
 
-async def _drive(url: str, settings: DemoSettings, display: _Display) -> DemoSummary:
+async def _drive(url: str, settings: DemoSettings, display: Display) -> DemoSummary:
     client = get_client(url=url)
     run_tag = uuid.uuid4().hex[:8]
     started = time.monotonic()
@@ -410,30 +217,6 @@ async def _drive(url: str, settings: DemoSettings, display: _Display) -> DemoSum
         with contextlib.suppress(BaseException):
             await creating
     return await _collect(client, run_tag, settings, time.monotonic() - started)
-
-
-def _threads_row(summary: DemoSummary) -> str:
-    unfinished = f", {summary.unfinished} unfinished" if summary.unfinished else ""
-    return f"{summary.threads} ({summary.succeeded} ok, {summary.failed} failed{unfinished})"
-
-
-def render(summary: DemoSummary, console: Console) -> None:
-    table = Table(title="BatchBridge demo summary", show_header=False)
-    rows = [
-        ("agent threads", _threads_row(summary)),
-        ("provider batches", str(summary.batches)),
-        ("wall time", f"{summary.wall_s:.1f} s"),
-        ("wait p50 / p95", f"{summary.wait_p50_s:.1f} s / {summary.wait_p95_s:.1f} s"),
-        ("tokens in / out", f"{summary.input_tokens:,} / {summary.output_tokens:,}"),
-        ("cost at normal price", f"${summary.cost_normal_usd:.6f}"),
-        ("cost at batch price", f"${summary.cost_batch_usd:.6f}"),
-        ("saved", f"${summary.savings_usd:.6f} ({1 - BATCH_DISCOUNT:.0%})"),
-    ]
-    if summary.sample_answer is not None:
-        rows.append(("one answer (batch_bridge.result)", summary.sample_answer))
-    for name, value in rows:
-        table.add_row(name, value)
-    console.print(table)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -496,7 +279,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoSumm
         graphs |= ANTHROPIC_GRAPHS
     with (
         tempfile.TemporaryDirectory(prefix="batch-bridge-demo-") as workdir,
-        _Display(console, settings.threads) as display,
+        Display(console, settings.threads) as display,
     ):
         display.show("starting emulator")
         emulator = Emulator(in_progress_s=settings.provider_latency_s)
@@ -513,11 +296,15 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoSumm
             }
             shown = provider.base_url if settings.provider == "openai" else provider.url
             display.show("starting server", f"{settings.provider} emulator at {shown}")
-            server = DevServer(Path(workdir), graphs, base_dir=base_dir, env=env)
+            status_routes = {"app": "batch_bridge.http:app"}
+            server = DevServer(
+                Path(workdir), graphs, base_dir=base_dir, env=env, http=status_routes
+            )
             try:
                 _start(server)
                 with _log_kept_on_error(server):
-                    display.show("creating threads", f"langgraph dev at {server.url}")
+                    page = f"status page at {server.url}/batch-bridge/"
+                    display.show("creating threads", f"langgraph dev at {server.url}, {page}")
                     summary = asyncio.run(_drive(server.url, settings, display))
                 if summary.succeeded < settings.threads:
                     summary = dataclasses.replace(summary, server_log=_keep_log(server))

@@ -1,0 +1,37 @@
+"""The main job: many agent threads through the bridge and the offline Batch API emulator.
+
+Starts the emulator and a `langgraph dev` server with this project's langgraph.json, starts
+one agent thread per question, shows live progress from the first second (stages: starting
+emulator, starting server, creating threads, waiting for batches, delivering, done), and
+ends with a summary of batches, waits, tokens and what the Batch API's half price saved.
+When the demo fails, the server's log is copied to a file that outlives it.
+
+Rooms: `_settings` (settings, summary, error, prices), `_run` (servers, threads,
+collection), `_view` (stages, live progress, summary table), and `anthropic_graph` (the
+graphs `--provider anthropic` registers by path).
+"""
+
+from batch_bridge.demo._run import log_cause, run_demo
+from batch_bridge.demo._settings import (
+    BATCH_DISCOUNT,
+    DEFAULT_MODELS,
+    PRICES_PER_MTOK,
+    DemoError,
+    DemoSettings,
+    DemoSummary,
+)
+from batch_bridge.demo._view import Snapshot, describe, render
+
+__all__ = [
+    "BATCH_DISCOUNT",
+    "DEFAULT_MODELS",
+    "PRICES_PER_MTOK",
+    "DemoError",
+    "DemoSettings",
+    "DemoSummary",
+    "Snapshot",
+    "describe",
+    "log_cause",
+    "render",
+    "run_demo",
+]
