@@ -24,7 +24,7 @@ from _report import machine, start_callers, write_section
 from langgraph_sdk import get_client
 from rich.console import Console
 
-from batch_bridge.demo import BATCH_DISCOUNT, PRICES_PER_MTOK
+from batch_bridge._prices import DEFAULT_PRICES, TokenUsage
 from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.testing.devserver import DevServer
 
@@ -54,8 +54,9 @@ async def run(url: str, emulator: EmulatorServer, n: int) -> dict[str, float]:
     sdk = openai.AsyncOpenAI(base_url=emulator.base_url, api_key="emulator")
     batches = [b async for b in sdk.batches.list(limit=100)]
     stats = emulator.emulator.stats()
-    price_in, price_out = PRICES_PER_MTOK["gpt-4o-mini"]
-    normal = (tokens_in * price_in + tokens_out * price_out) / 1e6
+    batch, normal = DEFAULT_PRICES["gpt-4o-mini"].cost_usd(
+        TokenUsage("gpt-4o-mini", tokens_in, tokens_out)
+    )
     return {
         "threads": n,
         "wall_s": wall,
@@ -66,7 +67,7 @@ async def run(url: str, emulator: EmulatorServer, n: int) -> dict[str, float]:
         "tokens_in": tokens_in,
         "tokens_out": tokens_out,
         "normal_usd": normal,
-        "batch_usd": normal * BATCH_DISCOUNT,
+        "batch_usd": batch,
     }
 
 

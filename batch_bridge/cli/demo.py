@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from batch_bridge.cli._options import check_finite, seconds
-from batch_bridge.demo import DEFAULT_MODELS, PRICES_PER_MTOK, DemoError, DemoSettings, run_demo
+from batch_bridge.demo import CHAT_MODELS, DEFAULT_MODELS, DemoError, DemoSettings, run_demo
 
 __all__ = ["demo"]
 
@@ -30,9 +30,10 @@ __all__ = ["demo"]
 )
 @click.option(
     "--model",
-    type=click.Choice(sorted(PRICES_PER_MTOK)),
+    type=click.Choice(CHAT_MODELS),
     default=None,
-    help="Model the agents ask for; the summary prices its tokens. Default: "
+    help="Model the agents ask for (a chat model of the price table); the bridge prices "
+    "its tokens. Default: "
     + ", ".join(f"{model} ({provider})" for provider, model in DEFAULT_MODELS.items())
     + ".",
 )
@@ -86,12 +87,19 @@ __all__ = ["demo"]
     show_default=True,
     help="The langgraph.json that registers the graphs 'bridge' and 'agent'.",
 )
+@click.option(
+    "--keep-serving",
+    is_flag=True,
+    default=False,
+    help="After the summary, keep the server and its status page up until Ctrl-C.",
+)
 def demo(**options: Any) -> None:
     """Run many agent threads through the bridge and the offline Batch API emulator.
 
     Starts the emulator and `langgraph dev`, shows live progress and ends with a summary
-    (batches, waits, tokens, savings). Needs no key and no network. If it fails, the
-    server's log is kept and its path printed.
+    (batches, waits, tokens, savings) and the URL of the status page showing the run's
+    batches and savings (--keep-serving keeps it up). Needs no key and no network. If it
+    fails, the server's log is kept and its path printed.
     """
     settings = DemoSettings(**options)
     try:

@@ -31,14 +31,8 @@ from rich.console import Console
 
 from batch_bridge._client import result
 from batch_bridge._constants import bridge_thread_id
-from batch_bridge.demo._settings import (
-    BATCH_DISCOUNT,
-    DEFAULT_MODELS,
-    PRICES_PER_MTOK,
-    DemoError,
-    DemoSettings,
-    DemoSummary,
-)
+from batch_bridge._usage import usage
+from batch_bridge.demo._settings import DemoError, DemoSettings, DemoSummary
 from batch_bridge.demo._view import Display, Snapshot, describe, render
 from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.testing.devserver import DevServer
@@ -50,6 +44,9 @@ ANTHROPIC_GRAPHS = {"bridge": f"{_ANTHROPIC_GRAPH}:bridge", "agent": f"{_ANTHROP
 """With `--provider anthropic`, these replace the config's `bridge` and `agent`."""
 REQUIRED_GRAPHS = ("bridge", "agent")
 """The graphs the demo runs: `bridge` (the bridge) and `agent` (the caller)."""
+BRIDGE = "bridge"
+STATUS_WAIT_S = 15.0
+"""Seconds the end of the run waits for the status page to show the bridge's last tick."""
 
 
 def _graphs(config: Path) -> tuple[dict[str, str], Path]:
@@ -96,7 +93,7 @@ async def _waiting(client: LangGraphClient, run_tag: str) -> set[str]:
 
 async def _bridge_summary(client: LangGraphClient) -> dict[str, Any]:
     try:
-        state = await client.threads.get_state(bridge_thread_id("bridge"))
+        state = await client.threads.get_state(bridge_thread_id(BRIDGE))
     except Exception:  # no tick has run yet, so the bridge's thread has no state
         return {}
     values = state.get("values")
@@ -147,10 +144,7 @@ async def _collect(
     waits = sorted(_timestamp(t["updated_at"]) - _timestamp(t["created_at"]) for t in ended)
     tokens_in = sum(t["values"]["usage"].get("prompt_tokens", 0) for t in ok)
     tokens_out = sum(t["values"]["usage"].get("completion_tokens", 0) for t in ok)
-    price_in, price_out = PRICES_PER_MTOK.get(
-        settings.model_name, PRICES_PER_MTOK[DEFAULT_MODELS[settings.provider]]
-    )
-    normal = (tokens_in * price_in + tokens_out * price_out) / 1_000_000
+    cost = await usage(client, bridge=BRIDGE)
     bridge = await _bridge_summary(client)
     sample = None
     if ok:  # what a client does to get an agent's answer (runs.wait returns at the interrupt)
@@ -166,9 +160,47 @@ async def _collect(
         wait_p95_s=waits[min(len(waits) - 1, int(len(waits) * 0.95))] if waits else 0.0,
         input_tokens=tokens_in,
         output_tokens=tokens_out,
-        cost_normal_usd=normal,
-        cost_batch_usd=normal * BATCH_DISCOUNT,
+        cost_normal_usd=cost["normal_usd"],
+        cost_batch_usd=cost["batch_usd"],
+        saved_usd=cost["saved_usd"],
         sample_answer=sample,
+    )
+
+
+def _status_figures(status: dict[str, Any]) -> tuple[int, float]:
+    """Finished batches and savings (summed over its models) as the status JSON shows them."""
+    saved = sum(
+        float(m.get("saved_usd") or 0.0)
+        for m in (status.get("usage") or {}).values()
+        if isinstance(m, dict)
+    )
+    return len(status.get("finished") or []), round(saved, 9)
+
+
+async def _read_status(url: str, summary: DemoSummary) -> DemoSummary:
+    """What the status page shows at the end: waits (a little) for the bridge's last tick to
+    reach its state, so the page's savings are the usage record's."""
+    json_url = f"{url}/batch-bridge/status.json"
+    shown: tuple[int, float] | None = None
+    deadline = time.monotonic() + STATUS_WAIT_S
+    settling = summary.unfinished == 0  # else batches stay in flight: one look is enough
+    async with httpx.AsyncClient(timeout=10) as http:
+        while True:
+            answer = await http.get(json_url, params={"bridge": BRIDGE})
+            if answer.status_code == 200:
+                status = answer.json()
+                shown = _status_figures(status)
+                settled = not status.get("in_flight_count")
+                if settled and abs(shown[1] - summary.savings_usd) < 1e-9:
+                    break
+            if not settling or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    return dataclasses.replace(
+        summary,
+        status_url=f"{url}/batch-bridge/?bridge={BRIDGE}",
+        status_batches=shown[0] if shown else None,
+        status_saved_usd=shown[1] if shown else None,
     )
 
 
@@ -216,7 +248,8 @@ async def _drive(url: str, settings: DemoSettings, display: Display) -> DemoSumm
         creating.cancel()
         with contextlib.suppress(BaseException):
             await creating
-    return await _collect(client, run_tag, settings, time.monotonic() - started)
+    summary = await _collect(client, run_tag, settings, time.monotonic() - started)
+    return await _read_status(url, summary)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -271,19 +304,31 @@ def _log_kept_on_error(server: DevServer) -> Iterator[None]:
         raise
 
 
+def _serve_until_interrupted(server: DevServer, console: Console) -> None:
+    """--keep-serving: the page stays up until Ctrl-C (or until the server exits)."""
+    console.print("serving the status page until Ctrl-C (--keep-serving)", highlight=False)
+    try:
+        while server.process is not None and server.process.poll() is None:
+            time.sleep(0.5)
+        console.print("the server exited", highlight=False)
+    except KeyboardInterrupt:
+        console.print("stopped (Ctrl-C)", highlight=False)
+
+
 def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoSummary:
-    """Run the demo and print its summary; raises `DemoError` when it cannot finish."""
+    """Run the demo and print its summary; raises `DemoError` when it cannot finish.
+
+    With `keep_serving`, returns only after Ctrl-C, the status page served until then."""
     console = console or Console()
     graphs, base_dir = _graphs(settings.config)
     if settings.provider == "anthropic":
         graphs |= ANTHROPIC_GRAPHS
-    with (
-        tempfile.TemporaryDirectory(prefix="batch-bridge-demo-") as workdir,
-        Display(console, settings.threads) as display,
-    ):
-        display.show("starting emulator")
-        emulator = Emulator(in_progress_s=settings.provider_latency_s)
-        with EmulatorServer(emulator) as provider:
+    with contextlib.ExitStack() as stack:  # unwinds: server, emulator, work directory
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="batch-bridge-demo-"))
+        with Display(console, settings.threads) as display:
+            display.show("starting emulator")
+            emulator = Emulator(in_progress_s=settings.provider_latency_s)
+            provider = stack.enter_context(EmulatorServer(emulator))
             env = {
                 "OPENAI_BASE_URL": provider.base_url,
                 "OPENAI_API_KEY": "emulator",
@@ -300,15 +345,15 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoSumm
             server = DevServer(
                 Path(workdir), graphs, base_dir=base_dir, env=env, http=status_routes
             )
-            try:
-                _start(server)
-                with _log_kept_on_error(server):
-                    page = f"status page at {server.url}/batch-bridge/"
-                    display.show("creating threads", f"langgraph dev at {server.url}, {page}")
-                    summary = asyncio.run(_drive(server.url, settings, display))
-                if summary.succeeded < settings.threads:
-                    summary = dataclasses.replace(summary, server_log=_keep_log(server))
-            finally:
-                server.stop()
-    render(summary, console)
+            stack.callback(server.stop)
+            _start(server)
+            with _log_kept_on_error(server):
+                page = f"status page at {server.url}/batch-bridge/"
+                display.show("creating threads", f"langgraph dev at {server.url}, {page}")
+                summary = asyncio.run(_drive(server.url, settings, display))
+            if summary.succeeded < settings.threads:
+                summary = dataclasses.replace(summary, server_log=_keep_log(server))
+        render(summary, console, serving=settings.keep_serving)
+        if settings.keep_serving and summary.server_log is None:
+            _serve_until_interrupted(server, console)
     return summary

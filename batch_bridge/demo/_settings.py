@@ -1,4 +1,4 @@
-"""What a demo run is given and what it reports: settings, summary, error, prices."""
+"""What a demo run is given and what it reports: settings, summary, error, models."""
 
 from __future__ import annotations
 
@@ -6,26 +6,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from batch_bridge._prices import DEFAULT_PRICES
+
 __all__ = [
-    "BATCH_DISCOUNT",
+    "CHAT_MODELS",
     "DEFAULT_MODELS",
-    "PRICES_PER_MTOK",
     "DemoError",
     "DemoSettings",
     "DemoSummary",
 ]
 
-PRICES_PER_MTOK = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "claude-haiku-4-5": (1.00, 5.00),
-    "claude-sonnet-4-5": (3.00, 15.00),
-}
-"""Normal (non-batch) USD prices per million input/output tokens; both batch APIs halve them."""
+CHAT_MODELS = tuple(sorted(m for m in DEFAULT_PRICES if "embedding" not in m))
+"""The models `--model` offers: the chat models of the one price table (`_prices`)."""
 DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
 """The model the agents ask for when `--model` is not given, per `--provider`."""
-BATCH_DISCOUNT = 0.5
 
 
 class DemoError(Exception):
@@ -54,6 +48,8 @@ class DemoSettings:
     config: Path = Path("langgraph.json")
     timeout_s: float = 600.0
     """Seconds to wait for every agent to answer, once the server is up."""
+    keep_serving: bool = False
+    """After the summary, keep `langgraph dev` and its status page up until Ctrl-C."""
 
     @property
     def model_name(self) -> str:
@@ -73,6 +69,7 @@ class DemoSummary:
     input_tokens: int
     output_tokens: int
     cost_normal_usd: float
+    """From the bridge's durable usage record (`batch_bridge.usage`), like the batch cost."""
     cost_batch_usd: float
     unfinished: int = 0
     """Threads still waiting or running when the demo stopped (--timeout)."""
@@ -80,7 +77,17 @@ class DemoSummary:
     """A kept copy of the server's log when not every agent answered, else None."""
     sample_answer: str | None = None
     """One thread's answer, read as a client would, with `batch_bridge.result`."""
+    saved_usd: float | None = None
+    """The usage record's own savings; None: normal minus batch cost."""
+    status_url: str | None = None
+    """The status page of the run's bridge (served while the demo's server is up)."""
+    status_batches: int | None = None
+    """Finished batches the status page showed at the end (None: it did not answer)."""
+    status_saved_usd: float | None = None
+    """Savings the status page showed at the end, summed over its models."""
 
     @property
     def savings_usd(self) -> float:
+        if self.saved_usd is not None:
+            return self.saved_usd
         return self.cost_normal_usd - self.cost_batch_usd

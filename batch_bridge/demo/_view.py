@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from batch_bridge.demo._settings import BATCH_DISCOUNT, DemoSummary
+from batch_bridge.demo._settings import DemoSummary
 
 __all__ = ["Display", "Snapshot", "Stage", "describe", "render"]
 
@@ -137,7 +137,30 @@ def _threads_row(summary: DemoSummary) -> str:
     return f"{summary.threads} ({summary.succeeded} ok, {summary.failed} failed{unfinished})"
 
 
-def render(summary: DemoSummary, console: Console) -> None:
+def _saved(summary: DemoSummary) -> str:
+    share = summary.savings_usd / summary.cost_normal_usd if summary.cost_normal_usd else None
+    return f"${summary.savings_usd:.6f}" + (f" ({share:.0%})" if share is not None else "")
+
+
+def _status_lines(summary: DemoSummary, serving: bool) -> list[str]:
+    """Where the run's batches and savings can be seen: the status page, and its figures."""
+    if summary.status_url is None:
+        return []
+    lines = [f"status page: {summary.status_url}"]
+    if summary.status_batches is not None and summary.status_saved_usd is not None:
+        batches = f"{summary.status_batches} finished batch" + "es" * (summary.status_batches != 1)
+        lines.append(f"  it shows {batches}, saved ${summary.status_saved_usd:.6f}")
+    if not serving:
+        lines += [
+            "  the server stopped with the demo; to see the page again, run "
+            "`batch-bridge demo --keep-serving`",
+            "  (or `batch-bridge status --url URL` against a deployed bridge)",
+        ]
+    return lines
+
+
+def render(summary: DemoSummary, console: Console, *, serving: bool = False) -> None:
+    """The summary table, then the status page's URL and figures (`serving`: still up)."""
     table = Table(title="BatchBridge demo summary", show_header=False)
     rows = [
         ("agent threads", _threads_row(summary)),
@@ -147,10 +170,12 @@ def render(summary: DemoSummary, console: Console) -> None:
         ("tokens in / out", f"{summary.input_tokens:,} / {summary.output_tokens:,}"),
         ("cost at normal price", f"${summary.cost_normal_usd:.6f}"),
         ("cost at batch price", f"${summary.cost_batch_usd:.6f}"),
-        ("saved", f"${summary.savings_usd:.6f} ({1 - BATCH_DISCOUNT:.0%})"),
+        ("saved", _saved(summary)),
     ]
     if summary.sample_answer is not None:
         rows.append(("one answer (batch_bridge.result)", summary.sample_answer))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    for line in _status_lines(summary, serving):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)

@@ -4,6 +4,7 @@ the demo's stages and its error lines (`tests/e2e/test_cli.py` runs them for rea
 from __future__ import annotations
 
 import asyncio
+import io
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, cast
@@ -13,12 +14,14 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 from langgraph_sdk.client import LangGraphClient
+from rich.console import Console
 
 from batch_bridge import bridge_thread_id
+from batch_bridge._prices import DEFAULT_PRICES
 from batch_bridge.cli import CLI_CRON_TAG, CronResult, apply_cron, main
 from batch_bridge.cli import cron as cli_cron
 from batch_bridge.cli import demo as cli_demo
-from batch_bridge.demo import DemoError, DemoSummary, Snapshot, describe, log_cause
+from batch_bridge.demo import DemoError, DemoSummary, Snapshot, describe, log_cause, render
 from batch_bridge.testing.__main__ import main as emulator_main
 
 
@@ -178,6 +181,19 @@ def test_demo_passes_every_option_to_the_settings(monkeypatch: pytest.MonkeyPatc
     assert (settings.max_batch_age_s, settings.poll_interval_s) == (0.5, 0.25)
     assert (settings.provider_latency_s, settings.timeout_s) == (0.0, 30.0)
     assert (settings.provider, settings.model_name) == ("openai", "gpt-4o")
+    assert settings.keep_serving is False
+    assert invoke("demo", "--threads", "7", "--keep-serving").exit_code == 0
+    assert seen[-1].keep_serving is True
+
+
+def test_demo_models_are_the_chat_models_of_the_one_price_table() -> None:
+    (model,) = [p for p in cli_demo.demo.params if p.name == "model"]
+    assert isinstance(model.type, click.Choice)
+    chat = {name for name in DEFAULT_PRICES if "embedding" not in name}
+    assert set(model.type.choices) == chat
+    assert {"gpt-4o-mini", "claude-haiku-4-5", "gpt-5"} <= chat
+    line = assert_one_error_line(invoke("demo", "--model", "text-embedding-3-small"), 2)
+    assert "--model" in line
 
 
 def test_demo_provider_picks_its_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -369,6 +385,38 @@ def snap(**counts: int) -> Snapshot:
 )
 def test_demo_stage_and_counts(snapshot: Snapshot, stage: str, detail: str) -> None:
     assert describe(snapshot, 100) == (stage, detail)
+
+
+def rendered(summary: DemoSummary, *, serving: bool = False) -> str:
+    out = io.StringIO()
+    render(summary, Console(file=out, width=80), serving=serving)
+    return out.getvalue()
+
+
+def test_demo_summary_points_at_the_status_page_with_its_figures() -> None:
+    url = "http://127.0.0.1:8123/batch-bridge/?bridge=bridge"
+    summary = DemoSummary(
+        *(7, 7, 0, 2, 1.0, 1.0, 1.0, 70, 70),
+        cost_normal_usd=0.000042,
+        cost_batch_usd=0.000021,
+        saved_usd=0.000021,
+        status_url=url,
+        status_batches=2,
+        status_saved_usd=0.000021,
+    )
+    out = rendered(summary)
+    assert "$0.000021 (50%)" in out  # the usage record's own savings
+    assert f"status page: {url}\n" in out
+    assert "it shows 2 finished batches, saved $0.000021" in out
+    assert "--keep-serving" in out and "batch-bridge status --url" in out
+    serving = rendered(summary, serving=True)
+    assert f"status page: {url}" in serving and "--keep-serving" not in serving
+
+
+def test_demo_summary_without_a_price_or_a_page_says_so() -> None:
+    out = rendered(DemoSummary(7, 7, 0, 1, 1.0, 1.0, 1.0, 5, 5, 0.0, 0.0))
+    assert "saved" in out and "$0.000000" in out and "(" not in out.partition("saved")[2]
+    assert "status page" not in out
 
 
 def test_log_cause_finds_the_last_exception_line() -> None:
