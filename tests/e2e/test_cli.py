@@ -3,20 +3,34 @@ two entry points, and the cron set-up against a real `langgraph dev`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import queue
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
+import pytest
 from langgraph_sdk import get_client
 
-from batch_bridge import bridge_thread_id, delete_crons, ensure_cron
+from batch_bridge import bridge_thread_id, delete_crons, ensure_cron, usage
 from batch_bridge.cli import CLI_CRON_TAG
 from batch_bridge.testing.devserver import DevServer, free_port
 from tests.conftest import ROOT
 
 CLI = str(Path(sys.executable).with_name("batch-bridge"))
+STATUS_PAGE = re.compile(
+    r"^status page: (http://127\.0\.0\.1:\d+)/batch-bridge/\?bridge=bridge$", re.M
+)
+SAVED = re.compile(r"│ saved\s+│ \$(\d+\.\d+) \(50%\)")
+SHOWN = re.compile(r"it shows (\d+) finished batch(?:es)?, saved \$(\d+\.\d+)")
 CRON_LINE = re.compile(r"^(created|kept) cron (\S+) on bridge|^replaced cron (\S+) by (\S+) on")
 
 
@@ -48,6 +62,85 @@ def test_demo_runs_agents_through_the_emulator_and_prints_a_summary():
     positions = [out.find(stage) for stage in stages]
     assert -1 not in positions and positions == sorted(positions), out
     assert "log:" not in out and "server log" not in out + done.stderr  # nothing kept on success
+    # It ends pointing at the status page, with the page's figures: the run's batches, and
+    # the savings of the bridge's usage record (the table's figure), non-zero.
+    assert STATUS_PAGE.search(out), out
+    saved, shown = SAVED.search(out), SHOWN.search(out)
+    assert saved and shown, out
+    batches = re.search(r"│ provider batches\s+│ (\d+)", out)
+    assert batches and int(shown[1]) == int(batches[1]) >= 1
+    assert shown[2] == saved[1] and float(saved[1]) > 0
+    assert "batch-bridge demo --keep-serving" in out and "batch-bridge status --url" in out
+
+
+def _lines(stream: Any) -> queue.Queue[str]:
+    """The stream's lines as they come, read by a thread (a pipe read blocks)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()
+    return lines
+
+
+def _read_until(lines: queue.Queue[str], marker: str, timeout_s: float) -> str:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while not any(marker in line for line in seen):
+        try:
+            seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+        except queue.Empty:
+            raise AssertionError(f"no {marker!r} in {timeout_s}s:\n{''.join(seen)}") from None
+    return "".join(seen)
+
+
+def _drain(lines: queue.Queue[str]) -> str:
+    """What is left on the stream once it went quiet for a second."""
+    rest: list[str] = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            rest.append(lines.get(timeout=1))
+    return "".join(rest)
+
+
+async def test_demo_keep_serving_serves_the_page_until_ctrl_c():
+    args = ["demo", "--threads", "6", "--provider-latency", "0.5", "--keep-serving"]
+    demo = subprocess.Popen(
+        [CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        lines = _lines(demo.stdout)
+        out = _read_until(lines, "serving the status page until Ctrl-C", timeout_s=300)
+        page = STATUS_PAGE.search(out)
+        saved, shown = SAVED.search(out), SHOWN.search(out)
+        assert page and saved and shown, out
+        assert "--keep-serving`" not in out  # no hint to run with the flag it runs with
+        url = page[1]
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient(timeout=10) as http:
+            while True:  # it answers as long as the command runs
+                with contextlib.suppress(httpx.HTTPError):
+                    answer = await http.get(f"{url}/batch-bridge/", params={"bridge": "bridge"})
+                    if answer.status_code == 200:
+                        break
+                assert time.monotonic() < deadline, "the status page never answered"
+                await asyncio.sleep(0.2)
+            assert "<html" in answer.text.lower()
+            status = (await http.get(f"{url}/batch-bridge/status.json")).json()
+        recorded = await usage(get_client(url=url), bridge="bridge")
+        assert f"{recorded['saved_usd']:.6f}" == saved[1] == shown[2]
+        assert recorded["saved_usd"] > 0 and recorded["items"] == 6
+        page_saved = sum(m["saved_usd"] or 0 for m in status["usage"].values())
+        assert abs(page_saved - recorded["saved_usd"]) < 1e-9
+        assert len(status["finished"]) == int(shown[1]) >= 1
+        assert all(b["outcome"] == "completed" for b in status["finished"])
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 0
+        rest = _read_until(lines, "stopped (Ctrl-C)", timeout_s=10) + _drain(lines)
+        assert "Traceback" not in out + rest and "Error" not in rest, rest
+        with pytest.raises(httpx.HTTPError):  # the server went with the command
+            httpx.get(f"{url}/ok", timeout=2)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
 
 
 def test_demo_through_anthropic_message_batches_needs_no_key():
