@@ -101,6 +101,8 @@ class Bridge:
     `prices` (model -> `ModelPrice` or its fields, USD per million tokens) adds to or
     replaces the shipped price table and the JSON file named by `BATCH_BRIDGE_PRICES`;
     `usage_retention` is how long per-item cost records (per-thread sums) are kept.
+    `dedupe=True` sends identical items flushed together to the provider once and gives
+    each caller its own copy of the result (off by default: sampling may differ per call).
 
     Register it in langgraph.json under the name callers pass to `wait(..., batcher=NAME)`.
     """
@@ -123,6 +125,7 @@ class Bridge:
         release: CancelFunc | None = None,
         prices: Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
         usage_retention: timedelta | float = _DEFAULT_USAGE_RETENTION,
+        dedupe: bool = False,
     ) -> None:
         if not callable(submit) or not callable(poll):
             raise TypeError("submit and poll must be callables (sync or async).")
@@ -140,11 +143,16 @@ class Bridge:
         )
         self.prices = load_prices(prices)
         self.name = check_bridge_name(name)
-        self.policy = FlushPolicy.coerce(
-            max_batch_size=max_batch_size,
-            max_batch_age=max_batch_age,
-            should_flush=should_flush,
-            poll_interval=poll_interval,
+        if not isinstance(dedupe, bool):
+            raise TypeError(f"dedupe must be True or False, got {dedupe!r}")
+        self.policy = dataclasses.replace(
+            FlushPolicy.coerce(
+                max_batch_size=max_batch_size,
+                max_batch_age=max_batch_age,
+                should_flush=should_flush,
+                poll_interval=poll_interval,
+            ),
+            dedupe=dedupe,
         )
         self._graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
         self._runner: LocalRunner | None = None

@@ -68,18 +68,36 @@ def handle_digest(handle: Any) -> str:
     return hashlib.sha256(orjson.dumps(handle, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def members_value(keys: list[str]) -> dict[str, Any]:
-    return _trust.sign({"kind": MEMBERS_KIND, "keys": keys})
+def members_value(keys: list[str], slots: list[int] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": MEMBERS_KIND, "keys": keys}
+    if slots is not None:
+        body["slots"] = slots
+    return _trust.sign(body)
 
 
 def parse_members(value: Any) -> list[str]:
+    return parse_membership(value)[0]
+
+
+def parse_membership(value: Any) -> tuple[list[str], list[int] | None]:
+    """A batch's member keys and, for a deduplicating bridge, each key's slot: the index of
+    the provider request that answers it (keys with the same item share one)."""
     body = verified(value)
     keys = body.get("keys")
     if body.get("kind") != MEMBERS_KIND or not isinstance(keys, list):
         raise RecordError("not a member list")
     if not all(isinstance(k, str) for k in keys):
         raise RecordError("member keys must be strings")
-    return keys
+    slots = body.get("slots")
+    if slots is None:
+        return keys, None
+    if (
+        not isinstance(slots, list)
+        or len(slots) != len(keys)
+        or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in slots)
+    ):
+        raise RecordError("member slots must be one index per key")
+    return keys, slots
 
 
 def alias_value(key: str) -> dict[str, Any]:

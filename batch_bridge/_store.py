@@ -46,6 +46,7 @@ from batch_bridge._records import (
     namespace,
     parse_alias,
     parse_members,
+    parse_membership,
     verified,
 )
 from batch_bridge._usage import USAGE_BATCHES, USAGE_KIND, ModelUsage, item_usage, usage_namespace
@@ -79,6 +80,7 @@ __all__ = [
     "namespace",
     "parse_alias",
     "parse_members",
+    "parse_membership",
 ]
 
 log = logging.getLogger("batch_bridge")
@@ -229,15 +231,23 @@ class Ledger:
         await self.store.adelete(self.ns(MEMBERS), batch_id)
         await self.store.adelete(self.ns(HANDLES), batch_id)
 
-    async def put_members(self, batch_id: str, keys: list[str]) -> None:
-        await self.store.aput(self.ns(MEMBERS), batch_id, members_value(keys), index=False)
+    async def put_members(
+        self, batch_id: str, keys: list[str], slots: list[int] | None = None
+    ) -> None:
+        value = members_value(keys, slots)
+        await self.store.aput(self.ns(MEMBERS), batch_id, value, index=False)
 
     async def members(self, batch_id: str) -> list[str] | None:
+        found = await self.membership(batch_id)
+        return None if found is None else found[0]
+
+    async def membership(self, batch_id: str) -> tuple[list[str], list[int] | None] | None:
+        """A batch's member keys and their slots (None: one provider request per key)."""
         stored = await self.store.aget(self.ns(MEMBERS), batch_id)
         if stored is None:
             return None
         try:
-            return parse_members(stored.value)
+            return parse_membership(stored.value)
         except RecordError as exc:
             await self.quarantine(MEMBERS, batch_id, stored.value, str(exc))
             return None

@@ -81,6 +81,10 @@ class FlushPolicy:
     read_queue_up_to: int = DEFAULT_READ_QUEUE_UP_TO
     """Up to this many queued items every pass reads the whole queue; above, a pass reads
     it only when a flush may be due (reading is O(queue): every payload and signature)."""
+    dedupe: bool = False
+    """Identical items (same digest) flushed together go to the provider once, and each
+    caller gets its own copy of the result. Off by default: two callers sampling at
+    temperature 1 may want different answers."""
 
     @classmethod
     def coerce(

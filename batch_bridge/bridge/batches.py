@@ -9,6 +9,7 @@ killed at any line is finished by the next one without submitting anything twice
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from collections import defaultdict, deque
@@ -21,6 +22,7 @@ from batch_bridge._prices import DEFAULT_TABLE, PriceTable
 from batch_bridge._results import batch_failed, cancelled, interpret_poll
 from batch_bridge._store import BatchHeader, ItemRecord, Ledger, check_storable
 from batch_bridge._usage import ModelUsage, add_costs
+from batch_bridge.bridge import dedupe
 from batch_bridge.bridge.calls import Clock, Provider, call_with_timeout, describe
 from batch_bridge.errors import ConfigError, ProviderError
 from batch_bridge.providers._handles import handle_summary
@@ -79,15 +81,17 @@ class Batches:
 
     async def open(self, records: list[ItemRecord]) -> BatchHeader:
         """Form a new batch of queued records: its header and member list are durable
-        before any record is claimed, so a killed tick leaves a batch `form` can finish."""
+        before any record is claimed, so a killed tick leaves a batch `form` can finish.
+        Deduplicating, identical items share a slot (one provider request)."""
+        slots = dedupe.slots_of(records) if self.policy.dedupe else None
         header = BatchHeader(
             batch_id=f"bb_{uuid.uuid4().hex[:16]}",
             status="forming",
-            size=len(records),
+            size=len(records) if slots is None else len(set(slots)),
             created_at=self.clock(),
         )
         await self.ledger.put_header(header)
-        await self.ledger.put_members(header.batch_id, [r.key for r in records])
+        await self.ledger.put_members(header.batch_id, [r.key for r in records], slots)
         await self._claim(header, records)
         return header
 
@@ -108,33 +112,38 @@ class Batches:
         header.status = "submitting"
         await self.ledger.put_header(header)
 
-    async def _members(self, header: BatchHeader) -> tuple[list[str], dict[str, ItemRecord]]:
-        keys = await self.ledger.members(header.batch_id) or []
+    async def _members(
+        self, header: BatchHeader
+    ) -> tuple[list[str], list[int] | None, dict[str, ItemRecord]]:
+        keys, slots = await self.ledger.membership(header.batch_id) or ([], None)
         records = await self.ledger.get_items(keys)
-        return keys, records
+        return keys, slots, records
 
     # -- the provider ----------------------------------------------------------------------
 
     async def submit(self, header: BatchHeader) -> None:
-        keys, records = await self._members(header)
-        mine = [k for k in keys if k in records and records[k].batch_id == header.batch_id]
+        keys, slots, records = await self._members(header)
+        keep = [k in records and records[k].batch_id == header.batch_id for k in keys]
+        mine = [k for k, ok in zip(keys, keep, strict=True) if ok]
         if not mine:
             await self.ledger.delete_batch(header.batch_id)
             return
         if len(mine) != len(keys):
-            await self.ledger.put_members(header.batch_id, mine)
-            header.size = len(mine)
+            slots = None if slots is None else dedupe.kept(slots, keep)
+            await self.ledger.put_members(header.batch_id, mine, slots)
+        sent = mine if slots is None else [mine[i] for i in dedupe.leaders(slots)]
+        header.size = len(sent)
         header.submit_attempts += 1
         header.last_error = None
         await self.ledger.put_header(header)  # the intent, durable before the provider call
-        payloads = [records[k].item for k in mine]
+        payloads = [records[k].item for k in sent]
         kwargs = {"idempotency_key": header.batch_id} if self.provider.keyed else {}
         try:
             handle = await call_with_timeout(
                 self.rel.provider_timeout_s, self.provider.submit, payloads, **kwargs
             )
         except Exception as exc:
-            await self._submit_failed(header, mine, exc)
+            await self._submit_failed(header, sent, exc)
             return
         try:
             check_storable(handle, "the handle submit returned")
@@ -147,7 +156,8 @@ class Batches:
         header.next_poll_at = header.submitted_at  # polled at once: a fast provider may be done
         await self.ledger.put_header(header)
         self.counts["batches_submitted"] += 1
-        self.counts["items_submitted"] += len(mine)
+        self.counts["items_submitted"] += len(sent)
+        self.counts["items_deduplicated"] += len(mine) - len(sent)
 
     async def _submit_failed(self, header: BatchHeader, keys: list[str], exc: Exception) -> None:
         reason = describe(exc)
@@ -266,15 +276,21 @@ class Batches:
         batch is dropped only means a second look: its items are no longer `batched`."""
         if header.cancel_requested_at is not None:
             envelopes = cancelled(header.batch_id, envelopes)
-        keys, records = await self._members(header)
+        keys, slots, records = await self._members(header)
         done = []
-        for key, envelope in zip(keys, envelopes, strict=False):
+        leads: set[int] = set()
+        for key, slot in zip(keys, range(len(keys)) if slots is None else slots, strict=True):
+            rider, envelope = slot in leads, envelopes[slot] if slot < len(envelopes) else None
+            leads.add(slot)
             record = records.get(key)
-            if record is None or record.status != "batched" or record.batch_id != header.batch_id:
+            if envelope is None or record is None:
                 continue
-            record.status, record.result = "result", envelope
+            if record.status != "batched" or record.batch_id != header.batch_id:
+                continue
+            record.status, record.result = "result", copy.deepcopy(envelope) if rider else envelope
             record.result_at = record.next_attempt_at = self.clock()
-            record.usage = self.prices.cost(envelope.get("value")) if envelope.get("ok") else None
+            billed = envelope.get("ok") and not rider  # the provider billed the slot once
+            record.usage = self.prices.cost(envelope.get("value")) if billed else None
             done.append(record)
             self.counts["items_completed" if envelope.get("ok") else "items_failed"] += 1
         by_model: dict[str, ModelUsage] = {}

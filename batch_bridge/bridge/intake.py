@@ -18,6 +18,7 @@ from typing import Any
 from batch_bridge import _callers
 from batch_bridge._notice import REFUSED_URL
 from batch_bridge._store import ALIASES, ITEMS, ItemRecord, Ledger
+from batch_bridge.bridge import dedupe
 from batch_bridge.bridge.batches import Batches
 from batch_bridge.bridge.calls import bounded
 from batch_bridge.bridge.flush import plan_flush
@@ -160,7 +161,10 @@ class Intake:
         ready, later = await self.owners(chosen) if chosen else ([], [])
         self.deferred = len(later)
         size = self.policy.max_batch_size
-        chunks = [ready[i : i + size] for i in range(0, len(ready), size)]
+        if self.policy.dedupe:
+            chunks = dedupe.group(ready, size)
+        else:
+            chunks = [ready[i : i + size] for i in range(0, len(ready), size)]
         headers = [await self.batches.open(chunk) for chunk in chunks]
         submits = [partial(self.batches.submit, h) for h in headers]
         await bounded(submits, self.batches.rel.concurrency)

@@ -27,7 +27,7 @@ from batch_bridge import _trust
 from batch_bridge._config import Reliability
 from batch_bridge._prices import DEFAULT_TABLE, PriceTable
 from batch_bridge._results import unwrap
-from batch_bridge._store import ITEMS, ItemRecord, Ledger
+from batch_bridge._store import ITEMS, ItemRecord, Ledger, digest
 from batch_bridge._usage import USAGE, ModelUsage, UsageSummary, add_costs, summary
 from batch_bridge.bridge.batches import Batches
 from batch_bridge.bridge.calls import Provider, call
@@ -148,6 +148,14 @@ class LocalRunner:
         add_costs(by_model, (s.value for s in await self.ledger.search(USAGE)))
         return summary(self.name, LOCAL_THREAD, by_model)
 
+    def _digest(self, item: Any) -> str:
+        """The item's digest when deduplicating; items that are not JSON are never shared."""
+        if not self.batches.policy.dedupe:
+            return ""
+        with contextlib.suppress(TypeError, ValueError):
+            return digest(item)
+        return uuid.uuid4().hex
+
     def submit(self, item: Any) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         record = ItemRecord(
@@ -157,7 +165,7 @@ class LocalRunner:
             graph_id=None,
             resume_url=None,
             item=item,
-            digest="",
+            digest=self._digest(item),
             created_at=time.time(),
         )
         with self._lock:

@@ -35,6 +35,9 @@ class BridgeState(TypedDict, total=False):
     next_tick_in_s: float | None
     batches_submitted: int
     items_submitted: int
+    """Requests sent to the provider (a deduplicating bridge sends identical items once)."""
+    items_deduplicated: int
+    """Items that rode on an identical item's request (`dedupe=True`): never billed."""
     items_completed: int
     items_failed: int
     items_delivered: int

@@ -43,6 +43,7 @@ log = logging.getLogger("batch_bridge")
 TOTALS = (
     "batches_submitted",
     "items_submitted",
+    "items_deduplicated",
     "items_completed",
     "items_failed",
     "items_delivered",

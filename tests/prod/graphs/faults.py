@@ -101,8 +101,10 @@ _client.resume = resume  # the kill point inside delivery
 _put_members = Ledger.put_members
 
 
-async def put_members(self: Ledger, batch_id: str, keys: list[str]) -> None:
-    await _put_members(self, batch_id, keys)
+async def put_members(
+    self: Ledger, batch_id: str, keys: list[str], slots: list[int] | None = None
+) -> None:
+    await _put_members(self, batch_id, keys, slots)
     fail_at("flush_forming")
 
 
