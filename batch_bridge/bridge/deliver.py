@@ -112,7 +112,12 @@ class Deliverer:
         later: list[ItemRecord] = []
         for record in records:
             seen = _callers.verdict(record, thread)
-            if seen.seen == "waits" and seen.interrupt_id is not None:
+            if seen.seen == "waits" and record.attempts > 0 and seen.status == "busy":
+                # An earlier try's resume run may be the one queued on this thread (its
+                # interrupt shows as pending until that run executes): look again once the
+                # thread is at rest, never send a second resume on the platform's 409 alone.
+                later.append(record)
+            elif seen.seen == "waits" and seen.interrupt_id is not None:
                 ready.append((seen.interrupt_id, record))
             elif seen.seen == "other_item":
                 await self._give_up(

@@ -189,6 +189,36 @@ async def test_a_tried_item_its_thread_no_longer_waits_on_was_delivered():
     assert client.runs.resumes == [] and record.status == "delivered"
 
 
+async def test_a_tried_item_on_a_busy_thread_waits_for_the_earlier_resume_run():
+    """A tick killed after its resume went out: the run it created is still queued, so the
+    thread is busy and its interrupt still pending. The next tick must not resume again."""
+    store, client, clock = InMemoryStore(), FakeClient(), Clock()
+    record = with_result(queued("t1", "x", clock.now), attempts=1)
+    client.threads.waiting(record, status="busy")
+    deliver = deliverer(store, client, clock)
+
+    await deliver.run([record])
+    assert client.runs.resumes == [] and record.status == "result"
+    assert record.next_attempt_at == clock.now + 1.0
+
+    client.threads.threads["t1"].update(status="idle", interrupts={})  # the earlier run ran
+    clock.now += 1
+    await deliver.run([record])
+    assert client.runs.resumes == [] and record.status == "delivered"
+
+
+async def test_a_tried_item_whose_resume_never_ran_is_resumed_once_the_thread_rests():
+    store, client, clock = InMemoryStore(), FakeClient(), Clock()
+    record = with_result(queued("t1", "x", clock.now), attempts=1)
+    client.threads.waiting(record)  # interrupted, still waiting: the earlier try never ran
+    deliver = deliverer(store, client, clock)
+
+    await deliver.run([record])
+
+    assert [thread for thread, _, _ in client.runs.resumes] == ["t1"]
+    assert record.status == "delivered" and record.attempts == 2
+
+
 async def test_delivery_settles_gone_busy_foreign_and_refused_threads():
     store, client, clock = InMemoryStore(), FakeClient(), Clock()
     gone = with_result(queued("gone", "a", clock.now))
