@@ -7,7 +7,14 @@ import math
 import click
 import httpx
 
-__all__ = ["check_finite", "check_schedule", "check_url", "seconds"]
+__all__ = [
+    "bridge_name",
+    "check_finite",
+    "check_schedule",
+    "check_url",
+    "deployment_url",
+    "seconds",
+]
 
 
 def check_finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -44,3 +51,18 @@ def check_schedule(ctx: click.Context, param: click.Parameter, value: str) -> st
             param,
         )
     return " ".join(fields)
+
+
+deployment_url = click.option(
+    "--url",
+    envvar="BATCH_BRIDGE_URL",
+    required=True,
+    callback=check_url,
+    help="The deployment that runs the bridge (default: $BATCH_BRIDGE_URL). Its API key "
+    "is read from LANGGRAPH_API_KEY or LANGSMITH_API_KEY.",
+)
+"""`--url`: the deployment that runs the bridge, for every command that talks to one."""
+
+bridge_name = click.option(
+    "--bridge", default="bridge", show_default=True, help="The bridge's graph name."
+)

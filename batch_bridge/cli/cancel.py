@@ -10,22 +10,15 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import APIStatusError
 
 from batch_bridge._client import cancel_batch
-from batch_bridge.cli._options import check_url
+from batch_bridge.cli._options import bridge_name, deployment_url
 from batch_bridge.errors import BatchBridgeError
 
 __all__ = ["cancel"]
 
 
 @click.command()
-@click.option(
-    "--url",
-    envvar="BATCH_BRIDGE_URL",
-    required=True,
-    callback=check_url,
-    help="The deployment that runs the bridge (default: $BATCH_BRIDGE_URL). Its API key "
-    "is read from LANGGRAPH_API_KEY or LANGSMITH_API_KEY.",
-)
-@click.option("--bridge", default="bridge", show_default=True, help="The bridge's graph name.")
+@deployment_url
+@bridge_name
 @click.option(
     "--batch",
     "batch_id",

@@ -13,7 +13,7 @@ from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import APIStatusError, NotFoundError, UnprocessableEntityError
 
 from batch_bridge._constants import bridge_thread_id
-from batch_bridge.cli._options import check_schedule, check_url
+from batch_bridge.cli._options import bridge_name, check_schedule, deployment_url
 
 __all__ = ["CLI_CRON_TAG", "CronResult", "apply_cron", "cron"]
 
@@ -95,15 +95,8 @@ def _api_error(url: str, exc: APIStatusError) -> str:
 
 
 @click.command()
-@click.option(
-    "--url",
-    envvar="BATCH_BRIDGE_URL",
-    required=True,
-    callback=check_url,
-    help="The deployment that runs the bridge (default: $BATCH_BRIDGE_URL). Its API key "
-    "is read from LANGGRAPH_API_KEY or LANGSMITH_API_KEY.",
-)
-@click.option("--bridge", default="bridge", show_default=True, help="The bridge's graph name.")
+@deployment_url
+@bridge_name
 @click.option(
     "--schedule",
     default="*/1 * * * *",

@@ -12,7 +12,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from batch_bridge.cli._options import check_url
+from batch_bridge.cli._options import bridge_name, deployment_url
 from batch_bridge.http._app import STATUS_PREFIX
 
 __all__ = ["fetch_status", "render_status", "status"]
@@ -153,15 +153,8 @@ def _render_usage(usage: Mapping[str, Mapping[str, Any]], console: Console) -> N
 
 
 @click.command()
-@click.option(
-    "--url",
-    envvar="BATCH_BRIDGE_URL",
-    required=True,
-    callback=check_url,
-    help="The deployment that runs the bridge (default: $BATCH_BRIDGE_URL). Its API key "
-    "is read from LANGGRAPH_API_KEY or LANGSMITH_API_KEY.",
-)
-@click.option("--bridge", default="bridge", show_default=True, help="The bridge's graph name.")
+@deployment_url
+@bridge_name
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option(
     "--token",
