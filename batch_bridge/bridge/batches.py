@@ -25,7 +25,7 @@ from batch_bridge._usage import ModelUsage, add_costs
 from batch_bridge.bridge import dedupe
 from batch_bridge.bridge.calls import Clock, Provider, call_with_timeout, describe
 from batch_bridge.errors import ConfigError, ProviderError
-from batch_bridge.providers._handles import handle_summary
+from batch_bridge.providers._handles import handle_summary, provider_ids
 from batch_bridge.types import FlushPolicy, Pending
 
 log = logging.getLogger("batch_bridge")
@@ -153,7 +153,8 @@ class Batches:
             return
         header.status, header.handle = "submitted", handle
         header.submitted_at = self.clock()
-        header.next_poll_at = header.submitted_at  # polled at once: a fast provider may be done
+        header.polls = 0
+        header.next_poll_at = header.submitted_at + self.policy.first_poll_in()
         await self.ledger.put_header(header)
         self.counts["batches_submitted"] += 1
         self.counts["items_submitted"] += len(sent)
@@ -197,16 +198,19 @@ class Batches:
             return
         outcome = interpret_poll(result, header.size, header.batch_id)
         if outcome is None or isinstance(outcome, Pending):
+            new_ids: list[str] = []
             if isinstance(outcome, Pending):
                 try:
                     check_storable(outcome.handle, "the handle poll returned")
                 except ValueError as exc:
                     await self.give_up(header, describe(exc))
                     return
+                old = set(provider_ids(header.handle))
+                new_ids = [i for i in provider_ids(outcome.handle) if i not in old]
                 header.handle = outcome.handle
             header.poll_error_since = None
             header.last_error = None
-            header.next_poll_at = self.clock() + self.policy.poll_interval_s
+            self._next_poll(header, resubmitted=bool(new_ids))
             await self.ledger.put_header(header)
             return
         await self.finish(header, outcome)
@@ -223,8 +227,18 @@ class Batches:
         self.last_error = f"batch {header.batch_id}: {reason}"
         header.poll_error_since = since
         header.last_error = reason
-        header.next_poll_at = now + self.policy.poll_interval_s
+        self._next_poll(header)
         await self.ledger.put_header(header)
+
+    def _next_poll(self, header: BatchHeader, resubmitted: bool = False) -> None:
+        """After a poll: the fixed interval, the backoff's next gap, or (backing off) the
+        first poll of a provider batch the adapter just resubmitted."""
+        if resubmitted and self.policy.polling is not None:
+            header.polls = 0
+            header.next_poll_at = self.clock() + self.policy.first_poll_in()
+            return
+        header.polls += 1
+        header.next_poll_at = self.clock() + self.policy.poll_gap(header.polls)
 
     async def give_up(self, header: BatchHeader, reason: str) -> None:
         """Fail a batch for good, and stop it at the provider so it is not billed on."""
