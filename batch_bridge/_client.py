@@ -19,7 +19,7 @@ from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEnti
 from batch_bridge import _trust
 from batch_bridge._config import DEFAULT_SAFETY_CRON
 from batch_bridge._constants import SERVER_URL_ENV, bridge_thread_id
-from batch_bridge._marker import TICK_MARKER, tick_marker
+from batch_bridge._marker import TICK_MARKER, hint_needs_tick, tick_marker
 from batch_bridge._store import META, namespace
 from batch_bridge.errors import ConfigError, PlatformError, UnknownBatchError
 
@@ -151,6 +151,34 @@ async def schedule_tick(client: LangGraphClient, bridge: str, delay_s: float) ->
         multitask_strategy="enqueue",
     )
     return True
+
+
+async def tick_for_hint(client: LangGraphClient, store: BaseStore, bridge: str) -> bool:
+    """Start a tick at once for a batch a webhook made due, unless one will read it anyway
+    (`hint_needs_tick`); returns whether one was started."""
+    thread_id = bridge_thread_id(bridge)
+    stored = await store.aget(namespace(bridge, META), TICK_MARKER)
+    try:
+        pending = await client.runs.list(thread_id, status="pending", limit=10)
+    except NotFoundError:
+        pending = []
+    starts = [_started_at(run.get("created_at")) for run in pending]
+    if not hint_needs_tick(None if stored is None else stored.value, starts, time.time()):
+        return False
+    await client.runs.create(
+        thread_id, bridge, input={}, multitask_strategy="enqueue", if_not_exists="create"
+    )
+    return True
+
+
+def _started_at(created_at: Any) -> float:
+    """When a pending run may start: its `created_at`, which a delayed run sets ahead."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(created_at)).timestamp()
+    except ValueError:
+        return 0.0
 
 
 async def resume(

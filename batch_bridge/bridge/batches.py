@@ -156,6 +156,7 @@ class Batches:
         header.polls = 0
         header.next_poll_at = header.submitted_at + self.policy.first_poll_in()
         await self.ledger.put_header(header)
+        await self.ledger.index(header.batch_id, provider_ids(handle))
         self.counts["batches_submitted"] += 1
         self.counts["items_submitted"] += len(sent)
         self.counts["items_deduplicated"] += len(mine) - len(sent)
@@ -186,6 +187,7 @@ class Batches:
         await self.finish(header, batch_failed(message, len(keys)))
 
     async def poll(self, header: BatchHeader) -> None:
+        polled_from = self.clock()
         await self.ledger.load_handle(header)
         if header.cancel_requested_at is not None and not header.cancel_sent:
             await self.send_cancel(header)
@@ -212,6 +214,8 @@ class Batches:
             header.last_error = None
             self._next_poll(header, resubmitted=bool(new_ids))
             await self.ledger.put_header(header)
+            await self.ledger.index(header.batch_id, new_ids)
+            await self.ledger.clear_hint(header.batch_id, polled_from)
             return
         await self.finish(header, outcome)
 
@@ -229,6 +233,7 @@ class Batches:
         header.last_error = reason
         self._next_poll(header)
         await self.ledger.put_header(header)
+        await self.ledger.clear_hint(header.batch_id, now)  # else it is due again at once
 
     def _next_poll(self, header: BatchHeader, resubmitted: bool = False) -> None:
         """After a poll: the fixed interval, the backoff's next gap, or (backing off) the
@@ -315,6 +320,7 @@ class Batches:
         self.finished.append(finished_entry(header, envelopes, self.clock()))
         await self.hand_on(done)
         await self.release(header)
+        await self.ledger.unindex(provider_ids(header.handle))
         await self.ledger.delete_batch(header.batch_id)
 
     async def release(self, header: BatchHeader) -> None:

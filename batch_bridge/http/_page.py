@@ -56,6 +56,7 @@ PAGE = """<!doctype html>
 <h2>Undeliverable records (newest)</h2><div id="undeliverable"></div>
 <h2>Quarantined records (newest)</h2><div id="quarantined"></div>
 <h2>Refused callers</h2><div id="refused"></div>
+<h2>Provider webhooks</h2><div id="webhooks"></div>
 <h2>Last error</h2><div id="last-error"></div>
 <script>
 const params = new URLSearchParams(location.search);
@@ -145,6 +146,11 @@ function render(s) {
     ["Reason", "reason"], ["Items", "count"],
     ["Last", "last_at", (r) => ago(s.generated_at - r.last_at) + " ago"]],
     s.refused || [], "None.");
+  const hooks = ["accepted", "ignored", "bad_signature", "replayed", "unknown_batch",
+    "not_configured"];
+  table("webhooks", [["Provider", "provider"], ...hooks.map((h) => [h, h])],
+    Object.entries(s.webhooks || {}).map(([provider, c]) => ({provider, ...c})),
+    "None received.");
   $("last-error").textContent = s.last_error || "None.";
   $("last-error").className = s.last_error ? "error" : "none";
 }
