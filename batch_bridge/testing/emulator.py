@@ -120,6 +120,8 @@ class Emulator:
             "POST /v1/batches/{batch_id}/cancel": self._cancel_batch,
             **{f"POST {path}": self._sync_endpoint(path) for path in ENDPOINTS},
         }
+        self.retrievals: list[tuple[str, float]] = []
+        """(batch id, wall-clock time) of every `GET /v1/batches/{id}`: what polling costs."""
         self.webhooks = WebhookSender(webhook_url, webhook_secret)
         """Batch webhooks, opt in: a target URL and a `whsec_` secret (`testing._webhooks`)."""
         self.anthropic = AnthropicRoutes(knobs=lambda: self.knobs, clock=self._clock)
@@ -323,6 +325,7 @@ class Emulator:
         with self._lock:
             record = self._batch(request.path_params["batch_id"])
             now = self._clock()
+            self.retrievals.append((record.id, time.time()))
             self._write_results(record, now)
             return reply(record.view(now))
 
