@@ -65,6 +65,8 @@ class WebhookSender:
     url: str | None = None
     secret: str | None = None
     sent: list[dict[str, Any]] = field(default_factory=list)
+    transport: httpx.AsyncBaseTransport | None = None
+    """Where posts go instead of the network (`httpx.ASGITransport(app=...)` in-process)."""
     _notified: set[str] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
 
@@ -88,7 +90,7 @@ class WebhookSender:
         clock: Callable[[], float],
         lock: threading.Lock,
     ) -> None:
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx.AsyncClient(timeout=10, transport=self.transport) as http:
             while True:
                 with lock:
                     now = clock()
