@@ -187,7 +187,7 @@ class Batches:
         await self.finish(header, batch_failed(message, len(keys)))
 
     async def poll(self, header: BatchHeader) -> None:
-        polled_from = self.clock()
+        polled_from, hinted = self.clock(), header.batch_id in self.ledger.hinted
         await self.ledger.load_handle(header)
         if header.cancel_requested_at is not None and not header.cancel_sent:
             await self.send_cancel(header)
@@ -212,7 +212,7 @@ class Batches:
                 header.handle = outcome.handle
             header.poll_error_since = None
             header.last_error = None
-            self._next_poll(header, resubmitted=bool(new_ids))
+            self._next_poll(header, resubmitted=bool(new_ids), hinted=hinted)
             await self.ledger.put_header(header)
             await self.ledger.index(header.batch_id, new_ids)
             await self.ledger.clear_hint(header.batch_id, polled_from)
@@ -235,15 +235,22 @@ class Batches:
         await self.ledger.put_header(header)
         await self.ledger.clear_hint(header.batch_id, now)  # else it is due again at once
 
-    def _next_poll(self, header: BatchHeader, resubmitted: bool = False) -> None:
+    def _next_poll(
+        self, header: BatchHeader, resubmitted: bool = False, hinted: bool = False
+    ) -> None:
         """After a poll: the fixed interval, the backoff's next gap, or (backing off) the
-        first poll of a provider batch the adapter just resubmitted."""
-        if resubmitted and self.policy.polling is not None:
+        first poll of a provider batch the adapter just resubmitted. A batch a webhook said
+        had ended but that still runs (an output file not there yet) is polled again within
+        `poll_backoff`, not after the safety poll."""
+        polling, now = self.policy.polling, self.clock()
+        if resubmitted and polling is not None:
             header.polls = 0
-            header.next_poll_at = self.clock() + self.policy.first_poll_in()
+            header.next_poll_at = now + polling.first_s
             return
         header.polls += 1
-        header.next_poll_at = self.clock() + self.policy.poll_gap(header.polls)
+        header.next_poll_at = now + self.policy.poll_gap(header.polls)
+        if hinted and polling is not None:
+            header.next_poll_at = min(header.next_poll_at, now + polling.start_s)
 
     async def give_up(self, header: BatchHeader, reason: str) -> None:
         """Fail a batch for good, and stop it at the provider so it is not billed on."""

@@ -155,6 +155,28 @@ def test_a_hint_starts_a_tick_only_when_none_will_read_it(marker, pending, neede
     assert hint_needs_tick(marker, pending, 1000.0) is needed
 
 
+async def test_a_hinted_batch_still_running_is_polled_again_within_the_backoff():
+    store, client, clock = InMemoryStore(), FakeClient(), Clock()
+    provider = FakeProvider(answers=[None, None])  # the output file is late
+    ledger = Ledger(store, "bridge")
+    record = queued("t1", "x", clock.now - 10)
+    await ledger.put_items([record])
+    client.threads.waiting(record)
+    hooked = PollSchedule(safety_s=900)
+    state = await make_tick(store, client, clock, provider, polling=hooked).run({}, "r1")
+    (header,) = await ledger.headers()
+    clock.now = header.next_poll_at + 1
+    hint = _hints.hint_value(clock.now, "batch.completed")
+    await store.aput(ledger.ns(_hints.HINTS), header.batch_id, hint)
+    state = await make_tick(store, client, clock, provider, polling=hooked).run(state, "r2")
+    (header,) = await ledger.headers()
+    assert header.next_poll_at == clock.now + 30 and len(provider.polled) == 1
+    clock.now += 30
+    await make_tick(store, client, clock, provider, polling=hooked).run(state, "r3")
+    (header,) = await ledger.headers()
+    assert header.next_poll_at == clock.now + 900  # unhinted again: the safety poll
+
+
 async def test_the_poll_a_hint_triggers_clears_it_and_the_batch_leaves_the_index():
     store, client, clock = InMemoryStore(), FakeClient(), Clock()
     provider = FakeProvider(answers=[None])
