@@ -37,6 +37,7 @@ from batch_bridge.testing._batch import (
 )
 from batch_bridge.testing._faults import Faults
 from batch_bridge.testing._files import FileStore
+from batch_bridge.testing._gemini import GeminiRoutes
 from batch_bridge.testing._http import (
     EXCEPTION_HANDLERS,
     ApiError,
@@ -120,6 +121,9 @@ class Emulator:
         self.anthropic = AnthropicRoutes(knobs=lambda: self.knobs, clock=self._clock)
         """The Anthropic Message Batches and Messages routes (see `_anthropic`)."""
         self._handlers.update(self.anthropic.handlers())
+        self.gemini = GeminiRoutes(knobs=lambda: self.knobs, clock=self._clock)
+        """The Gemini Batch Mode, Files and generateContent routes (see `_gemini`)."""
+        self._handlers.update(self.gemini.handlers())
         self.app = self._build_app()
 
     @property
@@ -178,7 +182,8 @@ class Emulator:
           (each valid line, once per batch creation); `accepted`: the same, counting only
           batches that passed validation, i.e. that ran or will run the line;
         - `anthropic`: the same figures for the Anthropic routes (`batches`,
-          `batches_by_status`, `requests`, `submitted`).
+          `batches_by_status`, `requests`, `submitted`); `gemini`: the Gemini routes'
+          (see `GeminiRoutes.stats`).
         """
         with self._lock:
             now = self._clock()
@@ -207,6 +212,7 @@ class Emulator:
                 "submitted": dict(submitted),
                 "accepted": dict(accepted),
                 "anthropic": self.anthropic.stats(),
+                "gemini": self.gemini.stats(),
             }
 
     def _build_app(self) -> Starlette:
