@@ -71,7 +71,7 @@ class GeminiBatchRecord:
     failed: bool = False
     cancel_at: float | None = None
     output_file: str | None = None
-    _rows: list[dict[str, Any]] | None = field(default=None, repr=False)
+    _rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -99,9 +99,10 @@ class GeminiBatchRecord:
 
     def rows(self) -> list[dict[str, Any]]:
         """The result rows of the ended batch, in an order unrelated to the requests."""
-        if self._rows is None:
-            self._rows = self._build_rows(self.ended_at()[1])
-        return self._rows
+        how = self.ended_at()[1]
+        if how not in self._rows:
+            self._rows[how] = self._build_rows(how)
+        return self._rows[how]
 
     def _build_rows(self, how: str) -> list[dict[str, Any]]:
         keys = [key for key, _ in self.requests]
@@ -129,7 +130,9 @@ class GeminiBatchRecord:
         """The batch as the API's long-running operation at `now`."""
         state = self.state(now)
         done = state in ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED")
-        counts = Counter("failed" if "error" in row else "ok" for row in self.rows() if done)
+        counts = (
+            Counter("failed" if "error" in row else "ok" for row in self.rows()) if done else {}
+        )
         metadata: dict[str, Any] = {
             "@type": _BATCH_TYPE,
             "name": self.name,
