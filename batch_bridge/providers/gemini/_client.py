@@ -25,13 +25,24 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_SENDING_ONLY = frozenset({"retry_options", "timeout"})
+"""`http_options` that only shape how one call is sent: meaningless in a batch, dropped."""
+
+
 def request_item(model: str, contents: Any, config: Any = None) -> dict[str, Any]:
-    """The batch item of one `generate_content` call; options about sending it are refused."""
+    """The batch item of one `generate_content` call.
+
+    `config.http_options` is dropped when it only sets retries or a timeout (LangChain's
+    model always sets them); other options (headers, base_url, ...) cannot travel with a
+    batched request and raise `TypeError`.
+    """
     item: dict[str, Any] = {"model": model, "contents": _jsonable(contents)}
-    config = _jsonable(config)
+    config = dict(_jsonable(config) or {})
+    options = config.pop("http_options", None) or {}
+    refused = sorted(set(options) - _SENDING_ONLY)
+    if refused:
+        raise TypeError(f"config.http_options {refused} cannot be sent with a batched request")
     if config:
-        if config.get("http_options"):
-            raise TypeError("config.http_options cannot be sent with a batched request")
         item["config"] = config
     return item
 
