@@ -210,7 +210,8 @@ class GeminiRoutes:
     def stats(self) -> dict[str, Any]:
         """`batches`, `batches_by_state`, `requests` (sync calls plus batch requests),
         `submitted` (per key, how many created batches held it), `files`,
-        `files_uploaded`, `files_deleted`; `batches_created` counts deleted batches too."""
+        `files_uploaded`, `files_deleted`; `batches_created` and `requests_created` count
+        deleted batches too."""
         with self._lock:
             now = self._clock()
             submitted: Counter[str] = Counter()
@@ -224,6 +225,7 @@ class GeminiRoutes:
                 "requests": sum(submitted.values()) + self._sync_requests,
                 "submitted": dict(submitted),
                 "batches_created": self._created["batches"],
+                "requests_created": self._created["requests"],
                 "files": len(self.files.files),
                 "files_uploaded": self.files.uploaded,
                 "files_deleted": self.files.deleted,
@@ -267,7 +269,7 @@ class GeminiRoutes:
             )
             self.fail_batches = max(0, self.fail_batches - 1)
             self._batches[record.id] = record
-            self._created.update(batches=1)
+            self._created.update(batches=1, requests=len(requests))
             view = record.view(record.created, self.files)
         if knobs.hang_creates_s:
             await asyncio.sleep(knobs.hang_creates_s)
