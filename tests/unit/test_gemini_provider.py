@@ -18,6 +18,7 @@ import pytest
 from google import genai
 from google.genai import types
 
+from batch_bridge._prices import DEFAULT_TABLE, TokenUsage, extract_usage
 from batch_bridge.errors import BatchFailedError, BatchItemError
 from batch_bridge.providers.gemini import GeminiBatch, wrap_gemini
 from batch_bridge.testing import Emulator, EmulatorServer
@@ -324,3 +325,31 @@ async def test_wrap_gemini_returns_the_sdks_response(client: genai.Client) -> No
     assert response.text == "Echo: wrapped hello"
     assert seen == [{"model": MODEL, "contents": "wrapped hello", "config": {"temperature": 0.5}}]
     assert wrapped.aio.batches is client.aio.batches
+
+
+async def test_results_carry_usage_the_price_table_reads(client: genai.Client) -> None:
+    item = {**ask("what does this cost"), "model": "gemini-2.5-flash"}
+
+    (result,) = await Run(GeminiBatch(client))([item])
+
+    usage = types.GenerateContentResponse.model_validate(result).usage_metadata
+    assert usage is not None and usage.prompt_token_count and usage.candidates_token_count
+    cost = DEFAULT_TABLE.cost(result)
+    assert cost is not None and cost["model"] == "gemini-2.5-flash"
+    normal = (usage.prompt_token_count * 0.30 + usage.candidates_token_count * 2.50) / 1e6
+    assert cost["normal_usd"] == pytest.approx(normal)
+    assert cost["batch_usd"] == pytest.approx(normal / 2)
+
+
+def test_gemini_usage_counts_thinking_as_output_and_cached_tokens_apart() -> None:
+    usage = {
+        "prompt_token_count": 100,
+        "cached_content_token_count": 40,
+        "candidates_token_count": 7,
+        "thoughts_token_count": 5,
+    }
+    result = {"model_version": "gemini-2.5-flash", "usage_metadata": usage}
+
+    assert extract_usage(result) == TokenUsage("gemini-2.5-flash", 60, 12, 40)
+    assert extract_usage({"usage_metadata": {"prompt_token_count": "x"}}) is None
+    assert DEFAULT_TABLE.price("gemini-2.5-pro") is None  # unpriced: never guessed
