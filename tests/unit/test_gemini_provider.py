@@ -19,7 +19,7 @@ from google import genai
 from google.genai import types
 
 from batch_bridge._prices import DEFAULT_TABLE, TokenUsage, extract_usage
-from batch_bridge.errors import BatchFailedError, BatchItemError
+from batch_bridge.errors import BatchFailedError, BatchItemError, ConfigError
 from batch_bridge.providers.gemini import GeminiBatch, wrap_gemini
 from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.types import Pending
@@ -353,3 +353,20 @@ def test_gemini_usage_counts_thinking_as_output_and_cached_tokens_apart() -> Non
     assert extract_usage(result) == TokenUsage("gemini-2.5-flash", 60, 12, 40)
     assert extract_usage({"usage_metadata": {"prompt_token_count": "x"}}) is None
     assert DEFAULT_TABLE.price("gemini-2.5-pro") is None  # unpriced: never guessed
+
+
+def test_bad_settings_and_vertex_clients_are_refused_when_built() -> None:
+    with pytest.raises(ConfigError, match="max_inline_bytes"):
+        GeminiBatch(max_inline_bytes=0)
+    vertex = genai.Client(vertexai=True, project="p", location="us-central1")
+    with pytest.raises(ConfigError, match="Vertex AI"):
+        GeminiBatch(vertex)
+
+
+async def test_a_missing_key_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="GEMINI_API_KEY"):
+        await GeminiBatch().submit([ask("hello")])

@@ -117,6 +117,11 @@ class GeminiBatch(BatchAdapter[genai.Client, types.BatchJob]):
             timeout_s=timeout_s,
             delete_results_after_s=delete_results_after_s,
         )
+        if client is not None and client.vertexai:
+            raise ConfigError(
+                "GeminiBatch speaks the Gemini Developer API's Batch Mode; a Vertex AI client "
+                "(genai.Client(vertexai=True)) batches through Cloud Storage, which it does not do"
+            )
         super().__init__(client, settings)
 
     def _new_client(self, **options: Any) -> genai.Client:
