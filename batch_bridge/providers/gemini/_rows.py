@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 from google import genai
+from google.genai import _common, types
 from google.genai import batches as _sdk_batches
-from google.genai import types
 
 from batch_bridge.errors import BatchItemError
 from batch_bridge.providers._rows import OFF_LOOP_BYTES, Rows
@@ -65,9 +65,7 @@ def render(client: genai.Client, item: Mapping[str, Any], key: str) -> bytes:
     (pydantic's `ValidationError` is one) for arguments the SDK's types reject."""
     request = types.InlinedRequest(**dict(item))
     converted = _sdk_batches._InlinedRequest_to_mldev(client._api_client, request)
-    body = genai._common.encode_unserializable_types(
-        genai._common.convert_to_dict(converted["request"])
-    )
+    body = _common.encode_unserializable_types(_common.convert_to_dict(converted["request"]))
     return orjson.dumps({"key": key, "request": body})
 
 
