@@ -1,4 +1,5 @@
-"""An offline stand-in for the OpenAI Files, Batch and plain model endpoints.
+"""An offline stand-in for the OpenAI Files, Batch and plain model endpoints (the Anthropic
+and Gemini routes live in `_anthropic` and `_gemini`, mounted on the same app).
 
 It speaks the HTTP the `openai` SDK speaks, so provider code can be tested end to end
 without a network or a key, and it can be told to misbehave the ways the real Batch API
