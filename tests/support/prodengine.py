@@ -149,6 +149,11 @@ class ProdEngine:
         """Worker process ids; None for a worker that is not running."""
         return [p.pid if p is not None and p.poll() is None else None for p in self._workers]
 
+    @property
+    def service_pids(self) -> list[int]:
+        """PostgreSQL's and Redis's processes as started (their children hold the work)."""
+        return [p.pid for p in (self._postgres, self._redis) if p is not None and p.poll() is None]
+
     def log_path(self, i: int) -> Path:
         return self.workdir / f"worker-{i}.log"
 
