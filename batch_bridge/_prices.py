@@ -122,10 +122,13 @@ DEFAULT_PRICES: Mapping[str, ModelPrice] = {
     "text-embedding-3-large": _p(0.13, 0.0),
     "text-embedding-ada-002": _p(0.10, 0.0),
     # Anthropic: input, output, cache read, 5-minute cache write (Message Batches halve all)
+    "claude-opus-4-7": _p(5.00, 25.00, 0.50, 6.25),
+    "claude-opus-4-6": _p(5.00, 25.00, 0.50, 6.25),
     "claude-opus-4-5": _p(5.00, 25.00, 0.50, 6.25),
     "claude-opus-4-1": _p(15.00, 75.00, 1.50, 18.75),
     "claude-opus-4-0": _p(15.00, 75.00, 1.50, 18.75),
     "claude-opus-4": _p(15.00, 75.00, 1.50, 18.75),
+    "claude-sonnet-4-6": _p(3.00, 15.00, 0.30, 3.75),
     "claude-sonnet-4-5": _p(3.00, 15.00, 0.30, 3.75),
     "claude-sonnet-4-0": _p(3.00, 15.00, 0.30, 3.75),
     "claude-sonnet-4": _p(3.00, 15.00, 0.30, 3.75),
