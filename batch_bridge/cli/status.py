@@ -96,6 +96,7 @@ def render_status(data: Mapping[str, Any], console: Console) -> None:
         f"pending {pending['count']} (oldest {_ago(pending['oldest_age_s'])}), "
         f"in flight {data['in_flight_count']}, being delivered {data['delivering']}, "
         f"undeliverable {data['undeliverable']['count']}, "
+        f"dropped {data['dropped']['count']}, "
         f"quarantined {data['quarantined']['count']}, ticks {data['ticks']} "
         f"(next in {_ago(data['next_tick_in_s'])})"
     )
@@ -125,7 +126,7 @@ def render_status(data: Mapping[str, Any], console: Console) -> None:
     totals: list[Column] = [("Counter", _field("name")), ("Value", _field("value"))]
     rows = [{"name": k, "value": v} for k, v in data["totals"].items()]
     console.print(_table("Totals", totals, rows))
-    for name in ("undeliverable", "quarantined"):
+    for name in ("undeliverable", "dropped", "quarantined"):
         records: list[Column] = [
             ("Record", _field("key")),
             ("Reason", _field("reason")),

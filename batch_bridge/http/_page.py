@@ -45,6 +45,7 @@ PAGE = """<!doctype html>
   <div class="card"><small>Batches in flight</small><b id="in-flight-count">-</b></div>
   <div class="card"><small>Being delivered</small><b id="delivering">-</b></div>
   <div class="card"><small>Undeliverable</small><b id="undeliverable-count">-</b></div>
+  <div class="card"><small>Dropped (caller gone)</small><b id="dropped-count">-</b></div>
   <div class="card"><small>Quarantined</small><b id="quarantined-count">-</b></div>
   <div class="card"><small>Ticks</small><b id="ticks">-</b>
     <small>next in <span id="next-tick">-</span></small></div>
@@ -54,6 +55,7 @@ PAGE = """<!doctype html>
 <h2>Tokens, cost and savings per model</h2><div id="usage"></div>
 <h2>Totals</h2><div id="totals"></div>
 <h2>Undeliverable records (newest)</h2><div id="undeliverable"></div>
+<h2>Dropped results (newest)</h2><div id="dropped"></div>
 <h2>Quarantined records (newest)</h2><div id="quarantined"></div>
 <h2>Refused callers</h2><div id="refused"></div>
 <h2>Provider webhooks</h2><div id="webhooks"></div>
@@ -115,6 +117,7 @@ function render(s) {
   $("in-flight-count").textContent = s.in_flight_count;
   $("delivering").textContent = s.delivering;
   $("undeliverable-count").textContent = s.undeliverable.count;
+  $("dropped-count").textContent = s.dropped.count;
   $("quarantined-count").textContent = s.quarantined.count;
   $("ticks").textContent = s.ticks;
   $("next-tick").textContent = ago(s.next_tick_in_s);
@@ -139,6 +142,9 @@ function render(s) {
   table("undeliverable", [["Record", "key"], ["Reason", "reason"],
     ["When", "at", (r) => ago(s.generated_at - r.at) + " ago"]],
     s.undeliverable.newest, "None.");
+  table("dropped", [["Record", "key"], ["Reason", "reason"],
+    ["When", "at", (r) => ago(s.generated_at - r.at) + " ago"]],
+    s.dropped.newest, "None.");
   table("quarantined", [["Record", "key"], ["Namespace", "namespace"], ["Reason", "reason"],
     ["When", "at", (r) => (r.at ? ago(s.generated_at - r.at) + " ago" : "-")]],
     s.quarantined.newest, "None.");

@@ -1,4 +1,5 @@
-"""An offline stand-in for the OpenAI Files, Batch and plain model endpoints.
+"""An offline stand-in for the OpenAI Files, Batch and plain model endpoints (the Anthropic
+and Gemini routes live in `_anthropic` and `_gemini`, mounted on the same app).
 
 It speaks the HTTP the `openai` SDK speaks, so provider code can be tested end to end
 without a network or a key, and it can be told to misbehave the ways the real Batch API
@@ -37,6 +38,7 @@ from batch_bridge.testing._batch import (
 )
 from batch_bridge.testing._faults import Faults
 from batch_bridge.testing._files import FileStore, expiry_s
+from batch_bridge.testing._gemini import GeminiRoutes
 from batch_bridge.testing._http import (
     EXCEPTION_HANDLERS,
     ApiError,
@@ -127,6 +129,9 @@ class Emulator:
         self.anthropic = AnthropicRoutes(knobs=lambda: self.knobs, clock=self._clock)
         """The Anthropic Message Batches and Messages routes (see `_anthropic`)."""
         self._handlers.update(self.anthropic.handlers())
+        self.gemini = GeminiRoutes(knobs=lambda: self.knobs, clock=self._clock)
+        """The Gemini Batch Mode, Files and generateContent routes (see `_gemini`)."""
+        self._handlers.update(self.gemini.handlers())
         self.app = self._build_app()
 
     @property
@@ -185,7 +190,8 @@ class Emulator:
           (each valid line, once per batch creation); `accepted`: the same, counting only
           batches that passed validation, i.e. that ran or will run the line;
         - `anthropic`: the same figures for the Anthropic routes (`batches`,
-          `batches_by_status`, `requests`, `submitted`).
+          `batches_by_status`, `requests`, `submitted`); `gemini`: the Gemini routes'
+          (see `GeminiRoutes.stats`).
         """
         with self._lock:
             now = self._clock()
@@ -215,6 +221,7 @@ class Emulator:
                 "accepted": dict(accepted),
                 "anthropic": self.anthropic.stats(),
                 "webhooks_sent": len(self.webhooks.sent),
+                "gemini": self.gemini.stats(),
             }
 
     def _build_app(self) -> Starlette:
