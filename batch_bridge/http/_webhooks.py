@@ -5,7 +5,8 @@ batch due, and starts a tick unless one will read it anyway. Anything else chang
 and is counted: a bad signature (401), a webhook id already taken (409), a batch no bridge
 here holds (404), a provider without a secret configured (404). Events of other types are
 acknowledged (200) and ignored. The route table is generic: a provider is a verifier that
-turns (body, headers) into an event, and the index finds the batch by the provider's id.
+turns (body, headers) into an event, and the index finds the batch by the provider's id
+(OpenAI's `batch_...`, Gemini's job name `batches/...`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from batch_bridge import _client, _hints
 from batch_bridge._store import BATCHES, namespace
 
 __all__ = [
+    "GEMINI_WEBHOOK_SECRET_ENV",
     "OPENAI_WEBHOOK_SECRET_ENV",
     "WEBHOOK_SOURCES",
     "WebhookEvent",
     "WebhookRejectedError",
     "receive_webhook",
+    "verify_gemini",
     "verify_openai",
     "webhook_counts",
     "webhook_routes",
@@ -40,7 +43,11 @@ __all__ = [
 log = logging.getLogger("batch_bridge")
 
 OPENAI_WEBHOOK_SECRET_ENV = "OPENAI_WEBHOOK_SECRET"
+GEMINI_WEBHOOK_SECRET_ENV = "GEMINI_WEBHOOK_SECRET"
 BATCH_EVENTS = frozenset({"batch.completed", "batch.failed", "batch.expired", "batch.cancelled"})
+GEMINI_BATCH_EVENTS = frozenset(
+    {"batch.succeeded", "batch.failed", "batch.expired", "batch.cancelled"}
+)
 OUTCOMES = ("accepted", "ignored", "bad_signature", "replayed", "unknown_batch", "not_configured")
 
 
@@ -97,7 +104,45 @@ def verify_openai(body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
     return WebhookEvent(headers.get("webhook-id", ""), kind, about)
 
 
-WEBHOOK_SOURCES: dict[str, Verifier] = {"openai": verify_openai}
+@cache
+def _standard_webhook(secret: str) -> Any:
+    import standardwebhooks
+
+    try:
+        return standardwebhooks.Webhook(secret)
+    except (ValueError, standardwebhooks.webhooks.EmptyWebhookSecretError) as exc:
+        raise WebhookRejectedError(
+            "not_configured", f"{GEMINI_WEBHOOK_SECRET_ENV} is not a whsec_ secret: {exc}"
+        ) from None
+
+
+def verify_gemini(body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+    """Gemini's static (project) webhooks: Standard Webhooks, HMAC-SHA256 with the `whsec_`
+    secret `webhooks.create` returned once, in `GEMINI_WEBHOOK_SECRET`. `google-genai` has no
+    verifier, so the `standardwebhooks` library checks it (and refuses timestamps more than 5
+    minutes off). The batch is `data.name` or `data.id`, a job name (`batches/...`)."""
+    import standardwebhooks
+
+    secret = os.environ.get(GEMINI_WEBHOOK_SECRET_ENV)
+    if not secret:
+        raise WebhookRejectedError(
+            "not_configured", f"set {GEMINI_WEBHOOK_SECRET_ENV} to take Gemini webhooks"
+        )
+    try:
+        event = _standard_webhook(secret).verify(body, dict(headers))
+    except (standardwebhooks.WebhookVerificationError, ValueError) as exc:
+        raise WebhookRejectedError("bad_signature", f"signature refused: {exc}") from exc
+    event = event if isinstance(event, dict) else {}
+    data = event.get("data")
+    kind = str(event.get("type") or "")
+    job = (data.get("name") or data.get("id")) if isinstance(data, dict) else None
+    about = None
+    if kind in GEMINI_BATCH_EVENTS and isinstance(job, str) and job:
+        about = job if job.startswith("batches/") else f"batches/{job}"
+    return WebhookEvent(headers.get("webhook-id", ""), kind, about)
+
+
+WEBHOOK_SOURCES: dict[str, Verifier] = {"openai": verify_openai, "gemini": verify_gemini}
 """Provider name (the route's last segment) -> its verifier."""
 
 

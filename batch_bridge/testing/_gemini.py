@@ -19,7 +19,10 @@ runs in the background:
   `{"key", "response"}` / `{"key", "error"}` lines; `[[fail]]` (or `error_rate`) and
   `[[status:NNN]]` give a row `error`, as does a request the emulator cannot answer.
 
-`x-goog-api-key` is accepted and not checked. `Emulator.add_fault` applies to these routes
+Batch webhooks are opt in (`webhooks.url` and `.secret`): as a job ends, a signed
+`batch.succeeded` / `.failed` / `.expired` / `.cancelled` event about it is posted (see
+`_webhooks`). `retrievals` records every `GET` of a batch. `x-goog-api-key` is accepted and
+not checked. `Emulator.add_fault` applies to these routes
 (their labels are in `GeminiRoutes.handlers()`).
 """
 
@@ -29,6 +32,7 @@ import asyncio
 import json
 import math
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -42,6 +46,7 @@ from batch_bridge.testing._gemini_files import GeminiApiError, GeminiFiles, rfc3
 from batch_bridge.testing._gemini_synth import error, synthesize_content
 from batch_bridge.testing._knobs import Knobs
 from batch_bridge.testing._synth import digest, unit_interval
+from batch_bridge.testing._webhooks import WebhookSender, gemini_event
 
 __all__ = ["MAX_INLINE_BYTES", "GeminiBatchRecord", "GeminiRoutes"]
 
@@ -50,6 +55,7 @@ MAX_INLINE_BYTES = 20 * 1024 * 1024
 _WINDOW_S = 48 * 3600.0
 _OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
 _BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
+_ENDINGS = {"SUCCEEDED", "FAILED", "EXPIRED", "CANCELLED"}
 
 
 def _picked(keys: list[str], salt: str, fraction: float) -> set[str]:
@@ -188,6 +194,10 @@ class GeminiRoutes:
         self._created: Counter[str] = Counter()
         self.fail_batches = 0
         """The next this many batches end `BATCH_STATE_FAILED`."""
+        self.webhooks = WebhookSender(event=gemini_event)
+        """Batch webhooks, opt in: set `url` and a `whsec_` `secret`."""
+        self.retrievals: list[tuple[str, float]] = []
+        """(job name, wall-clock time) of every `GET` of a batch: what polling costs."""
 
     def handlers(self) -> dict[str, Handler]:
         """Route labels (`"METHOD /path"`, the names `add_fault` takes) and their handlers;
@@ -229,6 +239,7 @@ class GeminiRoutes:
                 "files": len(self.files.files),
                 "files_uploaded": self.files.uploaded,
                 "files_deleted": self.files.deleted,
+                "webhooks_sent": len(self.webhooks.sent),
             }
 
     def _record(self, request: Request) -> GeminiBatchRecord:
@@ -271,6 +282,7 @@ class GeminiRoutes:
             self._batches[record.id] = record
             self._created.update(batches=1, requests=len(requests))
             view = record.view(record.created, self.files)
+        self.webhooks.watch(self._ended)
         if knobs.hang_creates_s:
             await asyncio.sleep(knobs.hang_creates_s)
         return JSONResponse(view)
@@ -306,7 +318,18 @@ class GeminiRoutes:
         if hang_s:
             await asyncio.sleep(hang_s)
         with self._lock:
-            return JSONResponse(self._record(request).view(self._clock(), self.files))
+            record = self._record(request)
+            self.retrievals.append((record.name, time.time()))
+            return JSONResponse(record.view(self._clock(), self.files))
+
+    def _ended(self, told: set[str]) -> list[tuple[str, str]]:
+        with self._lock:
+            now = self._clock()
+            return [
+                (record.name, f"batch.{state.lower()}")
+                for record in self._batches.values()
+                if record.name not in told and (state := record.state(now)) in _ENDINGS
+            ]
 
     async def _list(self, request: Request) -> Response:
         size = int(request.query_params.get("pageSize") or 50)

@@ -1,10 +1,12 @@
-"""The emulator's batch webhooks, signed as OpenAI signs them (Standard Webhooks).
+"""The emulator's batch webhooks, signed as OpenAI and Gemini sign them (Standard Webhooks).
 
-Opt in with a target URL and a `whsec_` secret. A watcher task reads every batch's status
-off the emulator's clock (a fake clock works too) and posts `batch.completed`,
-`batch.failed`, `batch.expired` or `batch.cancelled` once per batch, the moment it ends:
-headers `webhook-id`, `webhook-timestamp` (real seconds: the SDK refuses any more than 5
-minutes off), and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
+Opt in with a target URL and a `whsec_` secret. A watcher task reads every batch's state
+off the emulator's clock (a fake clock works too) and posts one event per batch, the moment
+it ends: OpenAI's `batch.completed`, `.failed`, `.expired`, `.cancelled` about `data.id`
+(`openai_event`), or Gemini's `batch.succeeded`, `.failed`, `.expired`, `.cancelled` about
+the job name in `data.id` (`gemini_event`). Headers `webhook-id`, `webhook-timestamp` (real
+seconds: verifiers refuse any more than 5 minutes off), and `webhook-signature:
+v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
 """
 
 from __future__ import annotations
@@ -15,21 +17,24 @@ import hashlib
 import hmac
 import json
 import os
-import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from batch_bridge.testing._batch import BatchRecord
-
-__all__ = ["WebhookSender", "new_secret", "sign_webhook"]
+__all__ = ["WebhookSender", "gemini_event", "new_secret", "openai_event", "sign_webhook"]
 
 WATCH_EVERY_S = 0.02
-ENDINGS = {"completed", "failed", "expired", "cancelled"}
+
+Ended = Callable[[set[str]], Iterable[tuple[str, str]]]
+"""(batch id, event type) of every batch that has ended so far, but those in the set given
+(already told)."""
+EventBody = Callable[[str, str], dict[str, Any]]
+"""The event posted about a batch: (batch id, event type) -> JSON body."""
 
 
 def new_secret() -> str:
@@ -57,6 +62,25 @@ def sign_webhook(
     }
 
 
+def openai_event(batch_id: str, kind: str) -> dict[str, Any]:
+    """OpenAI's event shape (`openai.types.webhooks`)."""
+    created = int(time.time())
+    event_id = f"evt_{uuid.uuid4().hex}"
+    return {
+        "id": event_id,
+        "object": "event",
+        "created_at": created,
+        "type": kind,
+        "data": {"id": batch_id},
+    }
+
+
+def gemini_event(job_name: str, kind: str) -> dict[str, Any]:
+    """Gemini's thin event: the type, a schema version, when, and the job in `data.id`."""
+    stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return {"type": kind, "version": "v1", "timestamp": stamp, "data": {"id": job_name}}
+
+
 @dataclass
 class WebhookSender:
     """Posts a signed event when each batch ends; `sent` keeps every delivery (body,
@@ -67,59 +91,35 @@ class WebhookSender:
     sent: list[dict[str, Any]] = field(default_factory=list)
     transport: httpx.AsyncBaseTransport | None = None
     """Where posts go instead of the network (`httpx.ASGITransport(app=...)` in-process)."""
+    event: EventBody = openai_event
     _notified: set[str] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
 
-    def watch(
-        self,
-        batches: Callable[[], Mapping[str, BatchRecord]],
-        clock: Callable[[], float],
-        lock: threading.Lock,
-    ) -> None:
+    def watch(self, ended: Ended) -> None:
         """Start the watcher in the running loop (once per loop), if webhooks are on."""
         if self.url is None or self.secret is None:
             return
         loop = asyncio.get_running_loop()
         if self._task is not None and not self._task.done() and self._task.get_loop() is loop:
             return
-        self._task = loop.create_task(self._watch(batches, clock, lock))
+        self._task = loop.create_task(self._watch(ended))
 
-    async def _watch(
-        self,
-        batches: Callable[[], Mapping[str, BatchRecord]],
-        clock: Callable[[], float],
-        lock: threading.Lock,
-    ) -> None:
+    async def _watch(self, ended: Ended) -> None:
         async with httpx.AsyncClient(timeout=10, transport=self.transport) as http:
             while True:
-                with lock:
-                    now = clock()
-                    ended = [
-                        (record.id, status)
-                        for record in batches().values()
-                        if record.id not in self._notified
-                        and (status := record.status(now)) in ENDINGS
-                        and (status == "failed" or record.files_due(now))
-                    ]
-                    self._notified.update(batch_id for batch_id, _ in ended)
-                for batch_id, status in ended:
-                    await self._send(http, batch_id, status)
+                fresh = list(ended(self._notified))
+                self._notified.update(batch_id for batch_id, _ in fresh)
+                for batch_id, kind in fresh:
+                    await self._send(http, batch_id, kind)
                 await asyncio.sleep(WATCH_EVERY_S)
 
-    async def _send(self, http: httpx.AsyncClient, batch_id: str, status: str) -> None:
+    async def _send(self, http: httpx.AsyncClient, batch_id: str, kind: str) -> None:
         assert self.url is not None and self.secret is not None
-        event = {
-            "id": f"evt_{uuid.uuid4().hex}",
-            "object": "event",
-            "created_at": int(time.time()),
-            "type": f"batch.{status}",
-            "data": {"id": batch_id},
-        }
-        body = json.dumps(event).encode()
+        body = json.dumps(self.event(batch_id, kind)).encode()
         headers = sign_webhook(self.secret, body)
         delivery: dict[str, Any] = {
             "batch_id": batch_id,
-            "type": event["type"],
+            "type": kind,
             "body": body,
             "headers": headers,
             "sent_at": time.time(),

@@ -54,6 +54,8 @@ from batch_bridge.testing._webhooks import WebhookSender
 
 __all__ = ["Emulator"]
 
+ENDINGS = frozenset({"completed", "failed", "expired", "cancelled"})
+
 
 def _batch_knobs(
     profile: BatchProfile, knobs: Knobs, endpoint: str, window: str, raw_metadata: Any
@@ -94,6 +96,8 @@ class Emulator:
         profile: BatchProfile = OPENAI,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
+        gemini_webhook_url: str | None = None,
+        gemini_webhook_secret: str | None = None,
         **knobs: float | None,
     ):
         limits = {
@@ -125,13 +129,16 @@ class Emulator:
         self.retrievals: list[tuple[str, float]] = []
         """(batch id, wall-clock time) of every `GET /v1/batches/{id}`: what polling costs."""
         self.webhooks = WebhookSender(webhook_url, webhook_secret)
-        """Batch webhooks, opt in: a target URL and a `whsec_` secret (`testing._webhooks`)."""
+        """Batch webhooks, opt in: a target URL and a `whsec_` secret (`testing._webhooks`);
+        `gemini_webhook_url` and `_secret` turn on the Gemini routes' (`gemini.webhooks`)."""
         self.anthropic = AnthropicRoutes(knobs=lambda: self.knobs, clock=self._clock)
         """The Anthropic Message Batches and Messages routes (see `_anthropic`)."""
         self._handlers.update(self.anthropic.handlers())
         self.gemini = GeminiRoutes(knobs=lambda: self.knobs, clock=self._clock)
         """The Gemini Batch Mode, Files and generateContent routes (see `_gemini`)."""
         self._handlers.update(self.gemini.handlers())
+        self.gemini.webhooks.url = gemini_webhook_url
+        self.gemini.webhooks.secret = gemini_webhook_secret
         self.app = self._build_app()
 
     @property
@@ -319,10 +326,22 @@ class Emulator:
             )
             self._batches[record.id] = record
             view = record.view(now, upto="validating")
-        self.webhooks.watch(lambda: self._batches, self._clock, self._lock)
+        self.webhooks.watch(self._ended)
         if knobs.hang_creates_s:
             await asyncio.sleep(knobs.hang_creates_s)
         return reply(view)
+
+    def _ended(self, told: set[str]) -> list[tuple[str, str]]:
+        """Batches whose end a webhook may tell: failed, or ended with their files due."""
+        with self._lock:
+            now = self._clock()
+            return [
+                (record.id, f"batch.{status}")
+                for record in self._batches.values()
+                if record.id not in told
+                and (status := record.status(now)) in ENDINGS
+                and (status == "failed" or record.files_due(now))
+            ]
 
     async def _get_batch(self, request: Request) -> Response:
         with self._lock:
