@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 def test_the_gemini_example_runs_and_prints_each_answer(capsys: pytest.CaptureFixture[str]) -> None:
     text = (ROOT / "docs" / "providers.md").read_text()
-    section = text[text.index("## Gemini") : text.index("## Your own provider")]
+    section = text[text.index("## Gemini") : text.index("### Gemini webhooks")]
     (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
 
     exec(compile(code, "docs/providers.md (Gemini)", "exec"), {"__name__": "__main__"})
