@@ -19,7 +19,7 @@ from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEnti
 from batch_bridge import _trust
 from batch_bridge._config import DEFAULT_SAFETY_CRON
 from batch_bridge._constants import SERVER_URL_ENV, bridge_thread_id
-from batch_bridge._marker import TICK_MARKER, hint_needs_tick, tick_marker
+from batch_bridge._marker import HINT_SOON_S, TICK_MARKER, hint_needs_tick, tick_marker
 from batch_bridge._store import META, namespace
 from batch_bridge.errors import ConfigError, PlatformError, UnknownBatchError
 
@@ -116,7 +116,7 @@ async def kick(client: LangGraphClient, bridge: str, url: str | None) -> None:
     try:
         await client.runs.create(**kwargs)
     except ConflictError:
-        if not await client.runs.list(kwargs["thread_id"], status="pending", limit=1):
+        if not await run_waiting(client, bridge):
             await client.runs.create(**{**kwargs, "multitask_strategy": "enqueue"})
     except (NotFoundError, UnprocessableEntityError) as exc:
         raise _missing_bridge(bridge, url) from exc
@@ -127,21 +127,30 @@ def kick_sync(client: SyncLangGraphClient, bridge: str, url: str | None) -> None
     try:
         client.runs.create(**kwargs)
     except ConflictError:
-        if not client.runs.list(kwargs["thread_id"], status="pending", limit=1):
+        pending = client.runs.list(kwargs["thread_id"], status="pending", limit=10)
+        if not _starts_within(pending, HINT_SOON_S):
             client.runs.create(**{**kwargs, "multitask_strategy": "enqueue"})
     except (NotFoundError, UnprocessableEntityError) as exc:
         raise _missing_bridge(bridge, url) from exc
 
 
-async def run_waiting(client: LangGraphClient, bridge: str) -> bool:
-    """Whether a run is queued on the bridge's thread behind the running tick."""
-    return bool(await client.runs.list(bridge_thread_id(bridge), status="pending", limit=1))
+async def run_waiting(client: LangGraphClient, bridge: str, within_s: float = HINT_SOON_S) -> bool:
+    """Whether a run is queued on the bridge's thread that starts within `within_s`. A
+    delayed run far off (a webhook bridge's 15-minute safety poll) does not count: new
+    items or a sooner poll must not wait for it."""
+    thread_id = bridge_thread_id(bridge)
+    return _starts_within(await client.runs.list(thread_id, status="pending", limit=10), within_s)
+
+
+def _starts_within(pending: list[Any], within_s: float) -> bool:
+    horizon = time.time() + within_s
+    return any(_started_at(run.get("created_at")) <= horizon for run in pending)
 
 
 async def schedule_tick(client: LangGraphClient, bridge: str, delay_s: float) -> bool:
-    """Queue the next tick on the bridge's thread unless a run is already waiting there."""
+    """Queue the next tick on the bridge's thread unless a run waiting there starts by then."""
     thread_id = bridge_thread_id(bridge)
-    if await run_waiting(client, bridge):
+    if await run_waiting(client, bridge, within_s=delay_s + HINT_SOON_S):
         return False
     await client.runs.create(
         thread_id,

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from langgraph.store.memory import InMemoryStore
+from langgraph_sdk.errors import ConflictError
 
 from batch_bridge import _hints
+from batch_bridge._client import kick
 from batch_bridge._config import PollSchedule
 from batch_bridge._marker import hint_needs_tick, tick_marker
 from batch_bridge._store import BatchHeader, Ledger
@@ -199,3 +203,31 @@ async def test_the_poll_a_hint_triggers_clears_it_and_the_batch_leaves_the_index
     assert provider.polled == ["handle-1"] * 2 and client.runs.resumes
     assert not await ledger.headers() and not await store.asearch(_hints.INDEX)
     assert not await store.asearch(ledger.ns(_hints.HINTS))
+
+
+class BusyRuns:
+    """A bridge thread with one pending run starting `delay_s` from now; `reject` refused."""
+
+    def __init__(self, delay_s: float) -> None:
+        start = datetime.fromtimestamp(time.time() + delay_s, UTC).isoformat()
+        self.pending = [{"run_id": "r0", "status": "pending", "created_at": start}]
+        self.created: list[str] = []
+
+    async def list(self, thread_id: str, **kwargs: Any) -> list[dict[str, Any]]:
+        return self.pending
+
+    async def create(self, thread_id: str, assistant_id: str, **kwargs: Any) -> dict[str, Any]:
+        if kwargs["multitask_strategy"] == "reject":
+            response = httpx.Response(409, request=httpx.Request("POST", "http://x/runs"))
+            raise ConflictError("busy", response=response, body=None)
+        self.created.append(kwargs["multitask_strategy"])
+        return {}
+
+
+@pytest.mark.parametrize(("delay_s", "enqueued"), [(600.0, ["enqueue"]), (0.0, [])])
+async def test_a_caller_wakes_a_bridge_whose_only_pending_run_is_its_safety_poll(delay_s, enqueued):
+    """A webhook bridge keeps a run pending for its 15-minute safety poll: new items must
+    not wait for it, while a run about to start does cover them."""
+    runs = BusyRuns(delay_s)
+    await kick(SimpleNamespace(runs=runs), "bridge", None)  # type: ignore[arg-type]
+    assert runs.created == enqueued
