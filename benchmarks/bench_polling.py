@@ -84,7 +84,7 @@ async def one_batch(mode: str, run_s: float) -> dict[str, Any]:
 
     if mode == "webhook":
         emulator.webhooks.url = "http://bridge/batch-bridge/webhooks/openai"
-        app = status_app(store=lambda: store, state=no_state, wake=wake)
+        app = status_app(store=lambda: store, state=no_state, wake=wake, claim=None)
         emulator.webhooks.transport = httpx.ASGITransport(app=app)
     rules = policy(mode)
     with EmulatorServer(emulator, port=0) as server:

@@ -23,7 +23,14 @@ from batch_bridge._constants import bridge_thread_id, check_bridge_name
 from batch_bridge.errors import ConfigError
 from batch_bridge.http._page import PAGE
 from batch_bridge.http._status import bridge_status
-from batch_bridge.http._webhooks import Waker, platform_wake, webhook_counts, webhook_routes
+from batch_bridge.http._webhooks import (
+    Claimer,
+    Waker,
+    platform_claim,
+    platform_wake,
+    webhook_counts,
+    webhook_routes,
+)
 
 __all__ = ["STATUS_PREFIX", "StateReader", "StoreGetter", "status_app", "status_routes"]
 
@@ -84,8 +91,11 @@ def status_app(
     store: StoreGetter = platform_store,
     state: StateReader = platform_state,
     wake: Waker = platform_wake,
+    claim: Claimer | None = platform_claim,
 ) -> Starlette:
     """A Starlette app serving the status routes and `POST /batch-bridge/webhooks/{provider}`
-    (the URL to register with the provider; see `batch_bridge.http._webhooks`)."""
+    (the URL to register with the provider; see `batch_bridge.http._webhooks`). `wake` and
+    `claim` act through the LangGraph server the app runs in."""
     routes = status_routes(store=store, state=state)
-    return Starlette(routes=[*routes, *webhook_routes(STATUS_PREFIX, store, wake=wake)])
+    hooks = webhook_routes(STATUS_PREFIX, store, wake=wake, claim=claim)
+    return Starlette(routes=[*routes, *hooks])

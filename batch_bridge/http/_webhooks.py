@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -73,6 +74,9 @@ Verifier = Callable[[bytes, Mapping[str, str]], WebhookEvent]
 """Checks a delivery's signature and reads it; raises `WebhookRejectedError`."""
 Waker = Callable[[BaseStore, str], Awaitable[bool]]
 """Starts a tick of a bridge unless one will read its hints anyway; True if it did."""
+Claimer = Callable[[str, str], Awaitable[bool]]
+"""(provider, webhook id) -> True for the one delivery that takes the id, of copies racing
+on several workers (the store has no compare-and-set)."""
 
 
 @cache
@@ -174,8 +178,10 @@ async def receive_webhook(
     store: BaseStore,
     wake: Waker,
     sources: Mapping[str, Verifier] = WEBHOOK_SOURCES,
+    claim: Claimer | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """One delivery: (HTTP status, JSON answer). Counts every outcome."""
+    """One delivery: (HTTP status, JSON answer). Counts every outcome. `claim`, when given,
+    settles copies of one delivery that passed the store's check at the same instant."""
     verify = sources.get(provider)
     if verify is None:
         return 404, {"error": f"no webhook route for provider {provider!r}"}
@@ -186,6 +192,10 @@ async def receive_webhook(
             await _count(store, provider, "ignored")
             return 200, {"outcome": "ignored", "type": event.type}
         found = await _find_batch(store, event.provider_batch_id)
+        if claim is not None and not await claim(provider, event.webhook_id):
+            raise WebhookRejectedError(
+                "replayed", f"webhook id {event.webhook_id!r} was taken by another worker"
+            )
     except WebhookRejectedError as exc:
         await _count(store, provider, exc.outcome)
         log.warning("%s webhook refused (%s): %s", provider, exc.outcome, exc)
@@ -201,8 +211,9 @@ async def receive_webhook(
 
 
 async def _take_id(store: BaseStore, provider: str, webhook_id: str) -> None:
-    """Put-if-absent on the delivery's id (the store has no compare-and-set: two copies
-    racing may both pass, and only mark the same batch due twice)."""
+    """The store's record of the delivery's id: a replay a moment later stops here. The store
+    has no compare-and-set, so copies racing on two workers may both pass; the route's
+    `claim` (`platform_claim`) then lets one through."""
     if not webhook_id or len(webhook_id) > 200:
         raise WebhookRejectedError("bad_signature", "no usable webhook-id header")
     seen = _hints.seen_namespace(provider)
@@ -232,12 +243,37 @@ async def platform_wake(store: BaseStore, bridge: str) -> bool:
     return await _client.as_deployment(_client.tick_for_hint(client, store, bridge))
 
 
+CLAIM_NAMESPACE = uuid.UUID("0d4b1f7e-6a39-5c1e-9f0a-b47c2d8e5a11")
+
+
+async def platform_claim(provider: str, webhook_id: str) -> bool:
+    """Create a thread named after the delivery, `if_exists="raise"`: the platform inserts it
+    only if absent (one row, on PostgreSQL an insert that does nothing on conflict), so of
+    two workers taking copies of one delivery at once exactly one wins. The thread expires
+    after `SEEN_TTL_MIN`; only deliveries about a batch held here make one."""
+    from langgraph_sdk.errors import ConflictError
+
+    thread_id = str(uuid.uuid5(CLAIM_NAMESPACE, f"{provider}:{webhook_id}"))
+    create = _client.client_for(None).threads.create(
+        thread_id=thread_id,
+        if_exists="raise",
+        metadata={"batch_bridge": "webhook_delivery", "provider": provider},
+        ttl={"strategy": "delete", "ttl": int(_hints.SEEN_TTL_MIN)},
+    )
+    try:
+        await _client.as_deployment(create)
+    except ConflictError:
+        return False
+    return True
+
+
 def webhook_routes(
     prefix: str,
     store: Callable[[], BaseStore],
     *,
     wake: Waker = platform_wake,
     sources: Mapping[str, Verifier] = WEBHOOK_SOURCES,
+    claim: Claimer | None = platform_claim,
 ) -> list[BaseRoute]:
     """`POST {prefix}/webhooks/{provider}`: the URL to register with the provider."""
 
@@ -249,6 +285,7 @@ def webhook_routes(
             store=store(),
             wake=wake,
             sources=sources,
+            claim=claim,
         )
         return JSONResponse(answer, status_code=status, headers={"Cache-Control": "no-store"})
 

@@ -123,7 +123,7 @@ async def test_the_route_is_on_the_status_app_and_counted_in_status_json(store):
     async def no_state(bridge: str) -> None:
         return None
 
-    app = status_app(store=lambda: store, state=no_state, wake=wakes)
+    app = status_app(store=lambda: store, state=no_state, wake=wakes, claim=None)
     body = event("batch_abc")
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://bridge"
@@ -231,3 +231,23 @@ async def test_a_caller_wakes_a_bridge_whose_only_pending_run_is_its_safety_poll
     runs = BusyRuns(delay_s)
     await kick(SimpleNamespace(runs=runs), "bridge", None)  # type: ignore[arg-type]
     assert runs.created == enqueued
+
+
+async def test_a_copy_another_worker_claimed_first_is_a_replay(store):
+    """Copies racing past the store's check on two workers: the claim lets one through."""
+    ledger, wakes = await held_batch(store), Wakes()
+    claimed: set[str] = set()
+
+    async def claim(provider: str, webhook_id: str) -> bool:
+        first = webhook_id not in claimed
+        claimed.add(webhook_id)
+        return first
+
+    body = event("batch_abc")
+    headers = sign_webhook(SECRET, body)
+    claimed.add(headers["webhook-id"])  # the other worker's copy got there first
+    status, answer = await receive_webhook(
+        "openai", body, headers, store=store, wake=wakes, claim=claim
+    )
+    assert (status, answer["outcome"]) == (409, "replayed")
+    assert wakes.bridges == [] and not await store.asearch(ledger.ns(_hints.HINTS))
