@@ -133,6 +133,20 @@ def _knob_options(command: Callable[..., Any]) -> Callable[..., Any]:
     metavar="whsec_...",
     help="The signing secret (default: $OPENAI_WEBHOOK_SECRET), as the bridge's deployment has it.",
 )
+@click.option(
+    "--gemini-webhook-url",
+    default=None,
+    metavar="URL",
+    help="Post a signed Gemini batch.succeeded/failed/expired/cancelled event here as each "
+    "Gemini job ends, e.g. http://127.0.0.1:2024/batch-bridge/webhooks/gemini.",
+)
+@click.option(
+    "--gemini-webhook-secret",
+    default=None,
+    envvar="GEMINI_WEBHOOK_SECRET",
+    metavar="whsec_...",
+    help="The Gemini webhook's signing secret (default: $GEMINI_WEBHOOK_SECRET).",
+)
 @_knob_options
 def main(
     host: str,
@@ -142,6 +156,8 @@ def main(
     faults: tuple[tuple[str, int, int], ...],
     webhook_url: str | None,
     webhook_secret: str | None,
+    gemini_webhook_url: str | None,
+    gemini_webhook_secret: str | None,
     **knobs: float | None,
 ) -> None:
     """Serve the offline OpenAI Batch API emulator until interrupted.
@@ -153,10 +169,14 @@ def main(
         chosen: dict[str, Any] = {k: v for k, v in knobs.items() if v is not None}
         if webhook_url and not webhook_secret:
             raise ValueError("--webhook-url needs --webhook-secret (or OPENAI_WEBHOOK_SECRET)")
+        if gemini_webhook_url and not gemini_webhook_secret:
+            raise ValueError("--gemini-webhook-url needs --gemini-webhook-secret")
         emulator = Emulator(
             profile=PROFILES[profile],
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
+            gemini_webhook_url=gemini_webhook_url,
+            gemini_webhook_secret=gemini_webhook_secret,
             **chosen,
         )
         for route, status, times in faults:
