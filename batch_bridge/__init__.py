@@ -19,7 +19,7 @@ from batch_bridge.errors import (
     UnknownBatchError,
     WaitOutsideGraphError,
 )
-from batch_bridge.types import Pending
+from batch_bridge.types import FallbackAnswer, Pending
 
 __all__ = [
     "BatchBridgeError",
@@ -29,6 +29,7 @@ __all__ = [
     "Batcher",
     "Bridge",
     "ConfigError",
+    "FallbackAnswer",
     "ModelPrice",
     "ModelUsage",
     "Pending",
