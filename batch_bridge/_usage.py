@@ -161,7 +161,7 @@ def summary(bridge: str, thread_id: str | None, by_model: dict[str, ModelUsage])
         bridge=bridge,
         thread_id=thread_id,
         items=sum(e["items"] for e in by_model.values()),
-        fallback_items=sum(e["fallback_items"] for e in by_model.values()),
+        fallback_items=sum(e.get("fallback_items", 0) for e in by_model.values()),
         batch_usd=total("batch_usd"),
         normal_usd=total("normal_usd"),
         saved_usd=total("saved_usd"),

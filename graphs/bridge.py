@@ -39,6 +39,7 @@ bridge = Bridge(
     poll=provider.poll,
     cancel=provider.cancel,
     release=provider.release,
+    fallback=provider.fallback,  # callers that pass max_wait= get an answer by then
     max_batch_age=float(_setting("MAX_BATCH_AGE_S")),
     poll_interval=float(_setting("POLL_INTERVAL_S")),
     **({"max_batch_size": int(_size)} if _size else {}),  # else Bridge's default

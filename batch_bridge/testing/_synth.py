@@ -278,7 +278,24 @@ def _chat(body: dict[str, Any], key: str, now: int) -> dict[str, Any]:
             },
         },
         "system_fingerprint": "fp_emulator",
+        "service_tier": _service_tier(body),
     }
+
+
+SERVICE_TIERS = ("auto", "default", "flex", "priority", "scale")
+
+
+def _service_tier(body: dict[str, Any]) -> str:
+    """The tier that answered: the one asked for ("auto" answers on "default")."""
+    tier = body.get("service_tier")
+    if tier is None or tier == "auto":
+        return "default"
+    if tier not in SERVICE_TIERS:
+        raise InvalidRequest(
+            f"Invalid value for 'service_tier': {tier!r}; one of {', '.join(SERVICE_TIERS)}.",
+            param="service_tier",
+        )
+    return str(tier)
 
 
 def _response(body: dict[str, Any], key: str, now: int) -> dict[str, Any]:

@@ -3,9 +3,12 @@ store, a fake platform client, a clock the test moves, and a fake provider."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import anthropic
+import openai
 import pytest
 from langgraph.store.memory import InMemoryStore
 
@@ -16,8 +19,12 @@ from batch_bridge._usage import USAGE
 from batch_bridge.bridge.calls import Provider
 from batch_bridge.bridge.tick import Tick
 from batch_bridge.errors import ProviderError
+from batch_bridge.providers.anthropic import AnthropicBatch
+from batch_bridge.providers.openai import OpenAIBatch
+from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.types import FlushPolicy, max_wait_seconds
 
+from .adapter_helpers import chat
 from .fakes import Clock, FakeClient, FakeProvider
 from .test_tick import queued, statuses
 
@@ -270,3 +277,56 @@ def test_script_mode_falls_back_when_the_batch_never_answers():
     )
     assert bridge.submit(21, max_wait=0.2) == {"answer": 42}
     assert bridge.submit(5, max_wait=timedelta(milliseconds=200)) == {"answer": 10}
+
+
+# -- the adapters' fallback, with the real SDKs over HTTP to the emulator ----------------------
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(Emulator(), port=0) as running:
+        yield running
+
+
+async def test_openai_fallback_takes_the_flex_tier_and_the_standard_one_when_flex_refuses(
+    emulator: EmulatorServer,
+):
+    client = openai.AsyncOpenAI(base_url=emulator.base_url, api_key="test", max_retries=0)
+    adapter = OpenAIBatch(client)
+    flex = await adapter.fallback(chat("hello"))
+    assert (flex.route, flex.billed) == ("flex", "batch")
+    assert flex.value["service_tier"] == "flex"
+    assert flex.value["choices"][0]["message"]["content"] == "Echo: hello"
+
+    emulator.emulator.add_fault("POST /v1/chat/completions", status=429, times=1)
+    standard = await adapter.fallback(chat("again"))
+    assert (standard.route, standard.billed) == ("standard", "standard")
+    assert standard.value["service_tier"] == "default"
+    assert emulator.emulator.stats()["calls"]["POST /v1/chat/completions"] == 3
+
+    embedded = await adapter.fallback(
+        {"url": "/v1/embeddings", "body": {"model": "e", "input": "x"}}
+    )
+    assert embedded.route == "standard" and embedded.value["data"]
+
+    with pytest.raises(ProviderError) as refused:
+        await adapter.fallback({"url": "/v1/chat/completions", "body": {"model": "m"}})
+    assert refused.value.retryable is False and refused.value.status_code == 400
+    emulator.emulator.add_fault("POST /v1/chat/completions", status=503, times=2)
+    with pytest.raises(ProviderError) as busy:
+        await adapter.fallback(chat("later"))
+    assert busy.value.retryable is True
+
+
+async def test_anthropic_fallback_calls_messages_create_at_the_standard_price(
+    emulator: EmulatorServer,
+):
+    client = anthropic.AsyncAnthropic(
+        base_url=emulator.anthropic_base_url, api_key="test", max_retries=0
+    )
+    params = {"model": "claude-sonnet-4-5", "max_tokens": 50}
+    answer = await AnthropicBatch(client).fallback(
+        params | {"messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert (answer.route, answer.billed) == ("standard", "standard")
+    assert answer.value["type"] == "message" and answer.value["usage"]["input_tokens"] > 0
