@@ -19,8 +19,8 @@ from batch_bridge._usage import USAGE
 from batch_bridge.bridge.calls import Provider
 from batch_bridge.bridge.tick import Tick
 from batch_bridge.errors import ProviderError
-from batch_bridge.providers.anthropic import AnthropicBatch
-from batch_bridge.providers.openai import OpenAIBatch
+from batch_bridge.providers.anthropic import AnthropicBatch, wrap_anthropic
+from batch_bridge.providers.openai import BatchedAsyncOpenAI, OpenAIBatch
 from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.types import FlushPolicy, max_wait_seconds
 
@@ -330,3 +330,19 @@ async def test_anthropic_fallback_calls_messages_create_at_the_standard_price(
     )
     assert (answer.route, answer.billed) == ("standard", "standard")
     assert answer.value["type"] == "message" and answer.value["usage"]["input_tokens"] > 0
+
+
+async def test_the_drop_in_clients_pass_their_deadline_to_wait():
+    seen: list[Any] = []
+
+    async def fake_wait(item: Any, *, batcher: str, max_wait: float | None = None) -> Any:
+        seen.append(max_wait)
+        return answer({"q": 0}, "flex") | {"object": "chat.completion", "choices": []}
+
+    oa = BatchedAsyncOpenAI(
+        openai.AsyncOpenAI(api_key="x"), max_wait=timedelta(seconds=45), _wait=fake_wait
+    )
+    await oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert seen == [45.0]
+    with pytest.raises(TypeError, match="max_wait must be seconds"):
+        wrap_anthropic(max_wait="soon")  # type: ignore[arg-type]
