@@ -19,6 +19,7 @@ from batch_bridge._usage import USAGE
 from batch_bridge.bridge.calls import Provider
 from batch_bridge.bridge.tick import Tick
 from batch_bridge.errors import ProviderError
+from batch_bridge.http import bridge_status
 from batch_bridge.providers.anthropic import AnthropicBatch, wrap_anthropic
 from batch_bridge.providers.openai import BatchedAsyncOpenAI, OpenAIBatch
 from batch_bridge.testing import Emulator, EmulatorServer
@@ -205,11 +206,14 @@ async def test_the_call_is_recorded_first_so_a_tick_killed_mid_call_calls_again_
     [left] = (await ledger.get_items(["t1:i-t1"])).values()
     assert left.status == "fallback" and left.fallback_calls == 1
     assert left.fallback_at == clock.now and client.runs.resumes == []
+    shown = await bridge_status(store, "bridge", state)
+    assert shown["falling_back"] == 1 and shown["totals"]["items_fallen_back"] == 0
 
     clock.now += 1
     state = await make(store, client, clock, provider, normal).run(state, "run-3")
     assert len(normal.calls) == 2  # called again: no idempotency key on a normal call
     assert len(client.runs.resumes) == 1 and state["items_fallen_back"] == 1
+    assert (await bridge_status(store, "bridge", state))["totals"]["items_fallen_back"] == 1
     await make(store, client, clock, provider, normal).run(state, "run-4")
     assert len(client.runs.resumes) == 1
 
