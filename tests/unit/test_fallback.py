@@ -3,8 +3,11 @@ store, a fake platform client, a clock the test moves, and a fake provider."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -350,3 +353,14 @@ async def test_the_drop_in_clients_pass_their_deadline_to_wait():
     assert seen == [45.0]
     with pytest.raises(TypeError, match="max_wait must be seconds"):
         wrap_anthropic(max_wait="soon")  # type: ignore[arg-type]
+
+
+def test_the_reliability_page_example_runs_and_answers_through_flex():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text()
+    section = page[page.index("## Deadlines and fallback") :]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "flex Echo: hello"
