@@ -105,29 +105,35 @@ def _kick_kwargs(bridge: str) -> dict[str, Any]:
     }
 
 
-async def kick(client: LangGraphClient, bridge: str, url: str | None) -> None:
+async def kick(
+    client: LangGraphClient, bridge: str, url: str | None, *, early: bool = False
+) -> None:
     """Make sure a tick will run after this item was recorded.
 
     A `reject` run starts a tick on an idle bridge; a 409 means a tick is running or
     scheduled. A running tick may already have read the queue, so unless a run is waiting
     on the thread we queue one behind it: at most a few extra cheap ticks, never a lost item.
+    `early`: the item's deadline comes before the scheduled tick, so a run is queued now
+    whatever waits (the platform starts the earliest due run first).
     """
     kwargs = _kick_kwargs(bridge)
     try:
         await client.runs.create(**kwargs)
     except ConflictError:
-        if not await client.runs.list(kwargs["thread_id"], status="pending", limit=1):
+        if early or not await client.runs.list(kwargs["thread_id"], status="pending", limit=1):
             await client.runs.create(**{**kwargs, "multitask_strategy": "enqueue"})
     except (NotFoundError, UnprocessableEntityError) as exc:
         raise _missing_bridge(bridge, url) from exc
 
 
-def kick_sync(client: SyncLangGraphClient, bridge: str, url: str | None) -> None:
+def kick_sync(
+    client: SyncLangGraphClient, bridge: str, url: str | None, *, early: bool = False
+) -> None:
     kwargs = _kick_kwargs(bridge)
     try:
         client.runs.create(**kwargs)
     except ConflictError:
-        if not client.runs.list(kwargs["thread_id"], status="pending", limit=1):
+        if early or not client.runs.list(kwargs["thread_id"], status="pending", limit=1):
             client.runs.create(**{**kwargs, "multitask_strategy": "enqueue"})
     except (NotFoundError, UnprocessableEntityError) as exc:
         raise _missing_bridge(bridge, url) from exc
@@ -320,9 +326,9 @@ class BridgeQueue:
         else:
             await self.client.store.delete_item(namespace, key)
 
-    async def wake(self) -> None:
+    async def wake(self, *, early: bool = False) -> None:
         """Make sure a run is pending on the bridge thread, then say so to later callers."""
-        await as_deployment(kick(self.client, self.bridge, self.url))
+        await as_deployment(kick(self.client, self.bridge, self.url, early=early))
         await self.put(
             namespace(self.bridge, META), TICK_MARKER, tick_marker("scheduled", time.time())
         )
@@ -362,6 +368,6 @@ class SyncBridgeQueue:
         else:
             self.client.store.delete_item(namespace, key)
 
-    def wake(self) -> None:
-        kick_sync(self.client, self.bridge, self.url)
+    def wake(self, *, early: bool = False) -> None:
+        kick_sync(self.client, self.bridge, self.url, early=early)
         self.put(namespace(self.bridge, META), TICK_MARKER, tick_marker("scheduled", time.time()))

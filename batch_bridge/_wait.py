@@ -28,7 +28,7 @@ from batch_bridge._constants import (
     WAIT_KIND,
     check_bridge_name,
 )
-from batch_bridge._marker import TICK_MARKER, needs_wake
+from batch_bridge._marker import TICK_MARKER, needs_wake, wake_early
 from batch_bridge._preflight import check_bridge, check_bridge_sync
 from batch_bridge._results import is_envelope, unwrap
 from batch_bridge._store import (
@@ -267,12 +267,11 @@ async def _enqueue(
                 wrote, answer = True, None
     except StopIteration as done:
         ref: str = done.value
-    if not wrote or not needs_wake(
-        await queue.get(namespace(batcher, META), TICK_MARKER), time.time()
-    ):
+    marker = await queue.get(namespace(batcher, META), TICK_MARKER) if wrote else None
+    if not wrote or not needs_wake(marker, time.time(), new.deadline_at):
         return ref
     try:
-        await queue.wake()
+        await queue.wake(early=wake_early(marker, new.deadline_at))
     except ConfigError:
         await queue.delete(namespace(batcher, ITEMS), ref)
         raise
@@ -327,10 +326,11 @@ def _enqueue_sync(
                 wrote, answer = True, None
     except StopIteration as done:
         ref: str = done.value
-    if not wrote or not needs_wake(queue.get(namespace(batcher, META), TICK_MARKER), time.time()):
+    marker = queue.get(namespace(batcher, META), TICK_MARKER) if wrote else None
+    if not wrote or not needs_wake(marker, time.time(), new.deadline_at):
         return ref
     try:
-        queue.wake()
+        queue.wake(early=wake_early(marker, new.deadline_at))
     except ConfigError:
         queue.delete(namespace(batcher, ITEMS), ref)
         raise

@@ -17,6 +17,7 @@ from langgraph.store.memory import InMemoryStore
 
 from batch_bridge import Bridge, FallbackAnswer
 from batch_bridge._config import Reliability
+from batch_bridge._marker import needs_wake, tick_marker, wake_early
 from batch_bridge._store import BATCHES, ItemRecord, Ledger
 from batch_bridge._usage import USAGE
 from batch_bridge.bridge.calls import Provider
@@ -364,3 +365,12 @@ def test_the_reliability_page_example_runs_and_answers_through_flex():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "flex Echo: hello"
+
+
+def test_a_caller_whose_deadline_comes_before_the_scheduled_tick_wakes_the_bridge():
+    now = 1_000.0
+    scheduled = tick_marker("scheduled", now + 30)
+    assert not needs_wake(scheduled, now) and not needs_wake(scheduled, now, now + 60)
+    assert needs_wake(scheduled, now, now + 5) and wake_early(scheduled, now + 5)
+    assert not wake_early(tick_marker("running"), now + 5)
+    assert not wake_early(scheduled, None)
