@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from langgraph.config import get_store
@@ -24,6 +25,10 @@ from batch_bridge._store import META, namespace
 from batch_bridge.errors import ConfigError, PlatformError, UnknownBatchError
 
 log = logging.getLogger("batch_bridge")
+
+SCHEDULE_SLACK_S = 1.0
+"""A waiting run due this much after the tick needed still counts (runs start in whole
+seconds)."""
 
 T = TypeVar("T")
 _clients: dict[str | None, LangGraphClient] = {}
@@ -139,15 +144,28 @@ def kick_sync(
         raise _missing_bridge(bridge, url) from exc
 
 
-async def run_waiting(client: LangGraphClient, bridge: str) -> bool:
-    """Whether a run is queued on the bridge's thread behind the running tick."""
-    return bool(await client.runs.list(bridge_thread_id(bridge), status="pending", limit=1))
+async def run_waiting(client: LangGraphClient, bridge: str, within_s: float = 0.0) -> bool:
+    """Whether a run queued on the bridge's thread is due within `within_s` seconds.
+
+    A run created with `after_seconds` (a scheduled tick) is due at its `created_at`: one due
+    much later does not stand in for a tick needed sooner (a caller's deadline)."""
+    runs = await client.runs.list(bridge_thread_id(bridge), status="pending", limit=10)
+    horizon = time.time() + within_s
+    return any(_due_at(run) <= horizon for run in runs)
+
+
+def _due_at(run: Any) -> float:
+    """When a pending run may start; an unreadable time counts as now."""
+    try:
+        return datetime.fromisoformat(str(run["created_at"])).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
 
 
 async def schedule_tick(client: LangGraphClient, bridge: str, delay_s: float) -> bool:
-    """Queue the next tick on the bridge's thread unless a run is already waiting there."""
+    """Queue the next tick on the bridge's thread unless a run waiting there is due by then."""
     thread_id = bridge_thread_id(bridge)
-    if await run_waiting(client, bridge):
+    if await run_waiting(client, bridge, delay_s + SCHEDULE_SLACK_S):
         return False
     await client.runs.create(
         thread_id,

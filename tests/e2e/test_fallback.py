@@ -33,7 +33,7 @@ def server(
     emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevServer]:
     spec = str(E2E_GRAPHS / "fallback_graphs.py")
-    names = ["fb_openai", "fb_anthropic", "openai_agent", "anthropic_agent"]
+    names = ["fb_openai", "fb_slow", "fb_anthropic", "openai_agent", "anthropic_agent"]
     env = {
         "OPENAI_BASE_URL": emulator.base_url,
         "OPENAI_API_KEY": "emulator",
@@ -95,6 +95,28 @@ async def test_anthropic_callers_fall_back_to_messages_by_the_bridge_default(ser
     for thread in threads:
         spent = await usage(client, thread, bridge="fb_anthropic")
         assert spent["fallback_items"] == 1 and spent["saved_usd"] == 0
+
+
+async def test_a_short_deadline_wakes_a_bridge_whose_next_tick_is_far_away(server, emulator):
+    client = get_client(url=server.url)
+    provider = openai.AsyncOpenAI(base_url=emulator.base_url, api_key="x", max_retries=0)
+    await start(client, "openai_agent", [{"text": "patient", "bridge": "fb_slow"}])
+
+    async def submitted_and_scheduled() -> bool:
+        batches = [b async for b in provider.batches.list(limit=100)]
+        state = await bridge_state(client, "fb_slow")
+        return any((b.metadata or {}).get("test_bridge") == "fb_slow" for b in batches) and (
+            (state.get("next_tick_in_s") or 0) >= 60
+        )
+
+    await until(submitted_and_scheduled, timeout=30)  # the next tick is two minutes away
+    started = time.monotonic()
+    [hurried] = await start(
+        client, "openai_agent", [{"text": "hurried", "bridge": "fb_slow", "max_wait": 2}]
+    )
+    [done] = await finished(client, [hurried], timeout=60)
+    assert done["values"]["service_tier"] == "flex"
+    assert time.monotonic() - started < 20  # woken early, not at the scheduled tick
 
 
 async def _state_with(client, key):

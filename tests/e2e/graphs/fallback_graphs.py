@@ -24,6 +24,16 @@ fb_openai = Bridge(
     **FAST,
 )
 
+_slow = OpenAIBatch(metadata={"test_bridge": "fb_slow"})
+fb_slow = Bridge(
+    submit=_slow.submit,
+    poll=_slow.poll,
+    fallback=_slow.fallback,
+    name="fb_slow",
+    max_batch_age=0.5,
+    poll_interval=120,  # its next tick is far away: a short deadline must wake it
+)
+
 _anthropic = AnthropicBatch()
 fb_anthropic = Bridge(
     submit=_anthropic.submit,
@@ -39,13 +49,14 @@ fb_anthropic = Bridge(
 
 class State(TypedDict, total=False):
     text: str
+    bridge: str
     max_wait: float
     answer: str
     service_tier: str | None
 
 
 async def ask_openai(state: State) -> dict[str, Any]:
-    client = wrap_openai(batcher="fb_openai", max_wait=state.get("max_wait"))
+    client = wrap_openai(batcher=state.get("bridge", "fb_openai"), max_wait=state.get("max_wait"))
     completion = await client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": state["text"]}]
     )
