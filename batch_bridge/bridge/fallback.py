@@ -57,8 +57,14 @@ class Fallbacks:
     async def run(self, queued_due: list[ItemRecord]) -> None:
         """Record every item due now as `fallback`, settle their batches, then call."""
         now = self.batches.clock()
+        self._answered = []
         waiting = await self.ledger.items("fallback")
         todo = [r for r in waiting if r.next_attempt_at <= now]
+        spent = [r for r in todo if r.fallback_calls >= MAX_FALLBACK_CALLS]
+        for record in spent:  # every call so far was cut short: a worker died in each
+            cut = f"{record.fallback_calls} normal-API calls were cut short (worker died)"
+            await self._failed(record, BatchItemError(cut, code="fallback_cut_short"))
+        todo = [r for r in todo if r not in spent]
         later = [r.next_attempt_at for r in waiting if r.next_attempt_at > now]
         due_headers = [
             h
@@ -81,7 +87,6 @@ class Fallbacks:
             record.fallback_calls += 1
         await self.ledger.put_items(todo)  # each call counted before it is made
         calls = [partial(self._answer, r) for r in todo]
-        self._answered = []
         await bounded(calls, self.batches.rel.concurrency)
         if self._answered:
             await self.batches.hand_on(self._answered)

@@ -374,3 +374,21 @@ def test_a_caller_whose_deadline_comes_before_the_scheduled_tick_wakes_the_bridg
     assert needs_wake(scheduled, now, now + 5) and wake_early(scheduled, now + 5)
     assert not wake_early(tick_marker("running"), now + 5)
     assert not wake_early(scheduled, None)
+
+
+async def test_an_item_whose_every_call_was_cut_short_fails_after_three_instead_of_looping():
+    store, client, clock, provider = InMemoryStore(), FakeClient(), Clock(), NeverDone()
+    ledger, normal = Ledger(store, "bridge"), Normal(Crash(), Crash(), Crash())
+    record = queued("t1", {"q": 1}, clock.now - 10)
+    record.deadline_at = clock.now + 1
+    await waiting(ledger, client, record)
+    state = await make(store, client, clock, provider, normal).run({}, "run-1")
+    for attempt in range(3):
+        clock.now += 5
+        with pytest.raises(Crash):
+            await make(store, client, clock, provider, normal).run(state, f"run-{attempt}")
+    clock.now += 5
+    await make(store, client, clock, provider, normal).run(state, "run-last")
+    assert len(normal.calls) == 3
+    got = resumed(client)["t1"]
+    assert got["ok"] is False and "3 normal-API calls were cut short" in got["error"]["message"]
