@@ -392,3 +392,26 @@ async def test_an_item_whose_every_call_was_cut_short_fails_after_three_instead_
     assert len(normal.calls) == 3
     got = resumed(client)["t1"]
     assert got["ok"] is False and "3 normal-API calls were cut short" in got["error"]["message"]
+
+
+async def test_a_batch_submitted_after_some_items_fell_back_sends_only_the_others():
+    class RefusingOnce(NeverDone):
+        refused = False
+
+        def submit(self, items: list[Any]) -> str:
+            if not self.refused:
+                self.refused = True
+                raise ProviderError("busy", retryable=True)
+            return super().submit(items)
+
+    store, client, clock, provider = InMemoryStore(), FakeClient(), Clock(), RefusingOnce()
+    ledger, normal = Ledger(store, "bridge"), Normal()
+    hurried, patient = queued("t1", {"q": 1}, clock.now - 10), queued("t2", {"q": 2}, clock.now)
+    hurried.deadline_at = clock.now + 1
+    await waiting(ledger, client, hurried, patient)
+    state = await make(store, client, clock, provider, normal).run({}, "run-1")
+    clock.now += 10
+    await make(store, client, clock, provider, normal).run(state, "run-2")
+    assert provider.submitted == [[{"q": 2}]]
+    assert resumed(client)["t1"]["value"]["content"] == "flex: 1"
+    assert (await ledger.members((await ledger.headers())[0].batch_id)) == ["t2:i-t2"]
