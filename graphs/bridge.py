@@ -2,7 +2,9 @@
 
 OPENAI_API_KEY / OPENAI_BASE_URL reach the provider (only this deployment needs the key);
 BATCH_BRIDGE_MAX_BATCH_SIZE, BATCH_BRIDGE_MAX_BATCH_AGE_S, BATCH_BRIDGE_POLL_INTERVAL_S and
-BATCH_BRIDGE_RETRY_BACKOFF_S set the flush rule, the poll cadence and the retry backoff.
+BATCH_BRIDGE_RETRY_BACKOFF_S set the flush rule, the poll cadence and the retry backoff;
+BATCH_BRIDGE_MAX_WAIT_S, when set, is the deadline of callers that give none (past it an
+item is answered by OpenAI's normal API, flex tier first).
 
 BATCH_BRIDGE_PROFILE picks their defaults: "dev" (the default under `langgraph dev`) flushes
 after 2 s and polls every second, so a local question is answered in seconds; "prod" (the
@@ -33,6 +35,7 @@ def _setting(name: str) -> str:
 
 provider = OpenAIBatch(retry_backoff_s=float(_setting("RETRY_BACKOFF_S")))
 _size = os.environ.get("BATCH_BRIDGE_MAX_BATCH_SIZE")
+_max_wait = os.environ.get("BATCH_BRIDGE_MAX_WAIT_S")
 
 bridge = Bridge(
     submit=provider.submit,  # takes the bridge's batch id as its idempotency key
@@ -42,5 +45,6 @@ bridge = Bridge(
     fallback=provider.fallback,  # callers that pass max_wait= get an answer by then
     max_batch_age=float(_setting("MAX_BATCH_AGE_S")),
     poll_interval=float(_setting("POLL_INTERVAL_S")),
+    max_wait=float(_max_wait) if _max_wait else None,
     **({"max_batch_size": int(_size)} if _size else {}),  # else Bridge's default
 )
