@@ -19,14 +19,18 @@ from langgraph.graph.state import CompiledStateGraph
 
 from batch_bridge._config import (
     DEFAULT_DELIVERY_HORIZON_S,
+    DEFAULT_FIRST_POLL_S,
     DEFAULT_MAX_BATCH_AGE_S,
     DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_POLL_INTERVAL_S,
+    DEFAULT_POLL_BACKOFF_S,
     DEFAULT_POLL_ERROR_HORIZON_S,
-    DEFAULT_POLL_INTERVAL_S,
     DEFAULT_PROVIDER_TIMEOUT_S,
     DEFAULT_SAFETY_CRON,
+    DEFAULT_SAFETY_POLL_S,
     DEFAULT_USAGE_RETENTION_S,
     DeliveryPolicy,
+    PollSchedule,
     Reliability,
 )
 from batch_bridge._constants import check_bridge_name
@@ -49,7 +53,10 @@ from batch_bridge.types import (
 __all__ = ["Batcher", "Bridge"]
 
 _DEFAULT_AGE = timedelta(seconds=DEFAULT_MAX_BATCH_AGE_S)
-_DEFAULT_POLL = timedelta(seconds=DEFAULT_POLL_INTERVAL_S)
+_DEFAULT_FIRST_POLL = timedelta(seconds=DEFAULT_FIRST_POLL_S)
+_DEFAULT_BACKOFF = timedelta(seconds=DEFAULT_POLL_BACKOFF_S)
+_DEFAULT_MAX_POLL = timedelta(seconds=DEFAULT_MAX_POLL_INTERVAL_S)
+_DEFAULT_SAFETY_POLL = timedelta(seconds=DEFAULT_SAFETY_POLL_S)
 _DEFAULT_TIMEOUT = timedelta(seconds=DEFAULT_PROVIDER_TIMEOUT_S)
 _DEFAULT_HORIZON = timedelta(seconds=DEFAULT_DELIVERY_HORIZON_S)
 _DEFAULT_POLL_ERRORS = timedelta(seconds=DEFAULT_POLL_ERROR_HORIZON_S)
@@ -79,6 +86,28 @@ def _reliability(
     )
 
 
+def _poll_schedule(
+    first_poll: timedelta | float,
+    poll_backoff: timedelta | float,
+    max_poll_interval: timedelta | float,
+    webhooks: bool,
+    safety_poll: timedelta | float,
+) -> PollSchedule:
+    if not isinstance(webhooks, bool):
+        raise TypeError(f"webhooks must be True or False, got {webhooks!r}")
+    first = _seconds(first_poll, "first_poll")
+    start = _positive(poll_backoff, "poll_backoff")
+    most = _positive(max_poll_interval, "max_poll_interval")
+    if most < start:
+        raise ValueError(
+            f"max_poll_interval ({most:g}s) must be at least poll_backoff ({start:g}s)"
+        )
+    safety = _positive(safety_poll, "safety_poll")
+    return PollSchedule(
+        first_s=first or 0.0, start_s=start, max_s=most, safety_s=safety if webhooks else None
+    )
+
+
 def _in_server_graph() -> bool:
     """True inside a node whose graph has a checkpointer (interrupts need one)."""
     try:
@@ -86,6 +115,14 @@ def _in_server_graph() -> bool:
     except RuntimeError:
         return False
     return config.get("configurable", {}).get("__pregel_checkpointer") is not None
+
+
+def _check_hooks(**hooks: Any) -> None:
+    if not callable(hooks.pop("submit")) or not callable(hooks.pop("poll")):
+        raise TypeError("submit and poll must be callables (sync or async).")
+    for hook, func in hooks.items():
+        if func is not None and not callable(func):
+            raise TypeError(f"{hook} must be a callable (sync or async) or None.")
 
 
 class Bridge:
@@ -102,6 +139,11 @@ class Bridge:
     `cancel(handle)` stops a batch the bridge gives up on or an operator cancels
     (`cancel_batch`), and may return the handle to poll from then on; `release(handle)`
     deletes the provider's copies once the results are recorded (the adapters' `release`).
+    Polling: without `poll_interval`, a running batch is polled `first_poll` after its
+    submit, then `poll_backoff` later, each gap 1.5 times the one before up to
+    `max_poll_interval`; with `webhooks=True` (the deployment receives the provider's
+    webhooks, `batch_bridge.http`), every `safety_poll` after the first poll instead.
+    A `poll_interval` is a fixed cadence that overrides both.
     `provider_timeout` bounds every provider call; `delivery_horizon` is how long refused
     resumes are retried;
     `poll_error_horizon` how long raised poll errors count as transient; `safety_cron` is the
@@ -127,7 +169,7 @@ class Bridge:
         max_batch_age: timedelta | float | None = _DEFAULT_AGE,
         should_flush: ShouldFlushFunc | None = None,
         name: str = "bridge",
-        poll_interval: timedelta | float = _DEFAULT_POLL,
+        poll_interval: timedelta | float | None = None,
         cancel: CancelFunc | None = None,
         provider_timeout: timedelta | float = _DEFAULT_TIMEOUT,
         delivery_horizon: timedelta | float = _DEFAULT_HORIZON,
@@ -139,12 +181,13 @@ class Bridge:
         dedupe: bool = False,
         max_wait: timedelta | float | None = None,
         fallback: FallbackFunc | None = None,
+        first_poll: timedelta | float = _DEFAULT_FIRST_POLL,
+        poll_backoff: timedelta | float = _DEFAULT_BACKOFF,
+        max_poll_interval: timedelta | float = _DEFAULT_MAX_POLL,
+        webhooks: bool = False,
+        safety_poll: timedelta | float = _DEFAULT_SAFETY_POLL,
     ) -> None:
-        if not callable(submit) or not callable(poll):
-            raise TypeError("submit and poll must be callables (sync or async).")
-        for hook, func in (("cancel", cancel), ("release", release), ("fallback", fallback)):
-            if func is not None and not callable(func):
-                raise TypeError(f"{hook} must be a callable (sync or async) or None.")
+        _check_hooks(submit=submit, poll=poll, cancel=cancel, release=release, fallback=fallback)
         self.submit_func = submit
         self.poll_func = poll
         keyed = accepts_idempotency_key(submit)
@@ -157,6 +200,9 @@ class Bridge:
         self.name = check_bridge_name(name)
         if not isinstance(dedupe, bool):
             raise TypeError(f"dedupe must be True or False, got {dedupe!r}")
+        schedule = _poll_schedule(
+            first_poll, poll_backoff, max_poll_interval, webhooks, safety_poll
+        )
         self.policy = dataclasses.replace(
             FlushPolicy.coerce(
                 max_batch_size=max_batch_size,
@@ -166,6 +212,7 @@ class Bridge:
             ),
             dedupe=dedupe,
             max_wait_s=max_wait_seconds(max_wait),
+            polling=None if poll_interval is not None else schedule,
         )
         self._graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
         self._runner: LocalRunner | None = None
@@ -230,7 +277,7 @@ class Batcher(Bridge):
         max_batch_age: timedelta | float | None = _DEFAULT_AGE,
         should_flush_func: ShouldFlushFunc | None = None,
         name: str = "bridge",
-        poll_interval: timedelta | float = _DEFAULT_POLL,
+        poll_interval: timedelta | float | None = None,
         **options: Any,
     ) -> None:
         super().__init__(

@@ -18,11 +18,10 @@ from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from batch_bridge import _trust
-from batch_bridge._config import DEFAULT_SAFETY_CRON
 from batch_bridge._constants import SERVER_URL_ENV, bridge_thread_id
-from batch_bridge._marker import TICK_MARKER, tick_marker
+from batch_bridge._marker import TICK_MARKER, hint_needs_tick, tick_marker
 from batch_bridge._store import META, namespace
-from batch_bridge.errors import ConfigError, PlatformError, UnknownBatchError
+from batch_bridge.errors import ConfigError, PlatformError
 
 log = logging.getLogger("batch_bridge")
 
@@ -177,6 +176,34 @@ async def schedule_tick(client: LangGraphClient, bridge: str, delay_s: float) ->
     return True
 
 
+async def tick_for_hint(client: LangGraphClient, store: BaseStore, bridge: str) -> bool:
+    """Start a tick at once for a batch a webhook made due, unless one will read it anyway
+    (`hint_needs_tick`); returns whether one was started."""
+    thread_id = bridge_thread_id(bridge)
+    stored = await store.aget(namespace(bridge, META), TICK_MARKER)
+    try:
+        pending = await client.runs.list(thread_id, status="pending", limit=10)
+    except NotFoundError:
+        pending = []
+    starts = [_started_at(run.get("created_at")) for run in pending]
+    if not hint_needs_tick(None if stored is None else stored.value, starts, time.time()):
+        return False
+    await client.runs.create(
+        thread_id, bridge, input={}, multitask_strategy="enqueue", if_not_exists="create"
+    )
+    return True
+
+
+def _started_at(created_at: Any) -> float:
+    """When a pending run may start: its `created_at`, which a delayed run sets ahead."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(created_at)).timestamp()
+    except ValueError:
+        return 0.0
+
+
 async def resume(
     client: LangGraphClient, thread_id: str, assistant_id: str, answers: dict[str, Any]
 ) -> None:
@@ -227,79 +254,6 @@ async def _last_error(client: LangGraphClient, thread_id: str) -> str:
             if isinstance(error, dict):
                 return f"{error.get('error')}: {error.get('message')}"
     return "no error details recorded"
-
-
-async def ensure_cron(
-    client: LangGraphClient,
-    *,
-    bridge: str = "bridge",
-    schedule: str = DEFAULT_SAFETY_CRON,
-    flush: bool = False,
-    multitask_strategy: str = "enqueue",
-) -> str:
-    """Create the bridge's safety-net cron once; returns its id (an existing one if equal).
-
-    A cron with `flush=True` also forces every pending item out on each firing; its runs
-    queue behind a running or scheduled tick (`multitask_strategy="enqueue"`), where the
-    bridge's own safety cron uses "reject": a tick is coming anyway.
-    Seconds use the six-field, seconds-last form: "* * * * * */10" fires every 10 s.
-    """
-    thread_id = bridge_thread_id(bridge)
-    await client.threads.create(thread_id=thread_id, if_exists="do_nothing", graph_id=bridge)
-    payload = {"flush": flush}
-    for cron in await client.crons.search(thread_id=thread_id, limit=100):
-        if cron.get("schedule") == schedule and (cron.get("payload") or {}).get("input") == payload:
-            return str(cron["cron_id"])
-    created = await client.crons.create_for_thread(
-        thread_id, bridge, schedule=schedule, input=payload, multitask_strategy=multitask_strategy
-    )
-    return str(dict(created)["cron_id"])  # typed as a Run, but the API answers a cron
-
-
-async def cancel_batch(client: LangGraphClient, batch_id: str, *, bridge: str = "bridge") -> str:
-    """Cancel one of the bridge's batches at the provider; returns `"cancelling"` or
-    `"cancelled"`.
-
-    Runs on the bridge's thread (input `{"cancel": [batch_id]}`), after any tick running
-    there, so only a client this deployment lets start runs can ask. Rows the provider
-    finished still reach their callers; the others get `BatchCancelledError` naming the
-    batch: once the provider's batch ends (`"cancelling"`), or already (`"cancelled"`: it
-    never reached the provider, or the provider cannot cancel). `batch_id` is the bridge's
-    id (`bb_...`), as its state's `in_flight` shows. Raises `UnknownBatchError` when the
-    bridge holds no such batch (finished already, or another bridge's), `ConfigError` when
-    the deployment has no bridge graph `bridge`.
-    """
-    thread_id = bridge_thread_id(bridge)
-    ask: dict[str, Any] = {"cancel": [batch_id]}
-    try:
-        run = await client.runs.create(
-            thread_id,
-            bridge,
-            input=ask,
-            multitask_strategy="enqueue",
-            if_not_exists="create",
-        )
-    except (NotFoundError, UnprocessableEntityError) as exc:
-        raise _missing_bridge(bridge, None) from exc
-    values = await client.runs.join(thread_id, run["run_id"])
-    record = (values or {}).get("last_cancel") if isinstance(values, dict) else None
-    if not isinstance(record, dict) or record.get("run_id") != run["run_id"]:
-        error = values.get("__error__") if isinstance(values, dict) else None
-        raise PlatformError(f"bridge {bridge!r} did not take the cancel of {batch_id!r}: {error}")
-    outcome = str(record["outcomes"].get(batch_id))
-    if outcome == "unknown":
-        raise UnknownBatchError(
-            f"bridge {bridge!r} holds no batch {batch_id!r}: it finished already, or the id "
-            "is not one of this bridge's (its state's in_flight lists the batches out)"
-        )
-    return outcome
-
-
-async def delete_crons(client: LangGraphClient, *, bridge: str = "bridge") -> int:
-    crons = await client.crons.search(thread_id=bridge_thread_id(bridge), limit=100)
-    for cron in crons:
-        await client.crons.delete(cron["cron_id"])
-    return len(crons)
 
 
 def _local_store() -> BaseStore:

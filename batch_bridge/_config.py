@@ -12,6 +12,13 @@ DEFAULT_MAX_BATCH_SIZE = 50_000
 """Items per batch (and the flush threshold); OpenAI's limit of requests per batch file."""
 DEFAULT_MAX_BATCH_AGE_S = 60.0
 DEFAULT_POLL_INTERVAL_S = 30.0
+"""Between two checks of a queue a custom flush rule holds back; also the first backoff gap."""
+DEFAULT_FIRST_POLL_S = 5.0
+DEFAULT_POLL_BACKOFF_S = 30.0
+DEFAULT_POLL_BACKOFF_FACTOR = 1.5
+DEFAULT_MAX_POLL_INTERVAL_S = 600.0
+DEFAULT_SAFETY_POLL_S = 900.0
+"""With webhooks, the slow poll that still finds a batch whose webhook was lost."""
 DEFAULT_READ_QUEUE_UP_TO = 1000
 DEFAULT_PROVIDER_TIMEOUT_S = 600.0
 DEFAULT_POLL_ERROR_HORIZON_S = 3600.0
@@ -53,6 +60,30 @@ DEFAULT_USAGE_RETENTION_S = 30 * 86400.0
 """Per-item usage records (what sums a caller thread's cost) are kept 30 days."""
 BUSY_THREAD_RETRY_S = 1.0
 """A result for a busy caller thread (its run still going) is tried again this soon."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollSchedule:
+    """When a running batch is polled, without a fixed `poll_interval`: soon after submit,
+    then less and less often (a batch that was not done in a minute rarely is in the next),
+    or, when provider webhooks wake the bridge, only a slow safety poll."""
+
+    first_s: float = DEFAULT_FIRST_POLL_S
+    """The first poll comes this long after the submit (or a resubmission)."""
+    start_s: float = DEFAULT_POLL_BACKOFF_S
+    """The gap after the first poll; each later gap is `factor` times the one before."""
+    factor: float = DEFAULT_POLL_BACKOFF_FACTOR
+    max_s: float = DEFAULT_MAX_POLL_INTERVAL_S
+    """No gap grows beyond this."""
+    safety_s: float | None = None
+    """Webhooks are configured: every gap after the first poll is this (None: back off)."""
+
+    def gap(self, polls: int) -> float:
+        """Seconds from poll number `polls` (1 is the first) to the next."""
+        if self.safety_s is not None:
+            return self.safety_s
+        step = min(max(polls, 1) - 1, 64)  # past the cap long before; keeps the power finite
+        return min(self.start_s * self.factor**step, self.max_s)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -55,3 +55,24 @@ def wake_early(marker: dict[str, Any] | None, deadline_at: float | None) -> bool
     if not _trust.verify(marker):
         return False
     return deadline_at < float(marker.get("next_at") or 0)
+
+
+HINT_SOON_S = 2.0
+"""A tick due this soon (or a run queued to start this soon) will read a fresh hint."""
+
+
+def hint_needs_tick(marker: dict[str, Any] | None, pending_at: list[float], now: float) -> bool:
+    """Whether a webhook that has just made a batch due must start a tick.
+
+    Not when a tick is scheduled to run within `HINT_SOON_S`, nor when a run waits on the
+    bridge thread that starts that soon (`pending_at`: when each pending run may start; a
+    delayed safety-poll run starts much later and does not count). A running tick may have
+    read the batches already, so without a run queued behind it one is started.
+    """
+    if marker is not None and not _trust.verify(marker):
+        marker = None
+    if marker is not None and marker.get("state") == "scheduled":
+        next_at = float(marker.get("next_at") or 0)
+        if now - OVERDUE_GRACE_S <= next_at <= now + HINT_SOON_S:
+            return False
+    return not any(at <= now + HINT_SOON_S for at in pending_at)

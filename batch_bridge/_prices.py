@@ -1,8 +1,9 @@
 """The price table and the token counts of a result: what an item cost, pure functions only.
 
 A result is a provider's response body (OpenAI chat completion, response or embeddings
-list; Anthropic Message). Its `usage` times the table's price for its `model` gives what
-the item cost at batch price and what the normal API would have charged. A result without
+list; Anthropic Message; Gemini `GenerateContentResponse` as `GeminiBatch` returns it, with
+`usage_metadata` and `model_version`). Its `usage` times the table's price for its `model`
+gives what the item cost at batch price and what the normal API would have charged. A result without
 a recognisable `usage` has no cost; a model the table does not know is counted in tokens
 with no price. Prices are never guessed: a model name matches a table entry exactly, or as
 that entry plus a dated snapshot suffix ("gpt-4o-mini-2024-07-18", "claude-haiku-4-5-20251001").
@@ -121,15 +122,21 @@ DEFAULT_PRICES: Mapping[str, ModelPrice] = {
     "text-embedding-3-large": _p(0.13, 0.0),
     "text-embedding-ada-002": _p(0.10, 0.0),
     # Anthropic: input, output, cache read, 5-minute cache write (Message Batches halve all)
+    "claude-opus-4-7": _p(5.00, 25.00, 0.50, 6.25),
+    "claude-opus-4-6": _p(5.00, 25.00, 0.50, 6.25),
     "claude-opus-4-5": _p(5.00, 25.00, 0.50, 6.25),
     "claude-opus-4-1": _p(15.00, 75.00, 1.50, 18.75),
     "claude-opus-4-0": _p(15.00, 75.00, 1.50, 18.75),
     "claude-opus-4": _p(15.00, 75.00, 1.50, 18.75),
+    "claude-sonnet-4-6": _p(3.00, 15.00, 0.30, 3.75),
     "claude-sonnet-4-5": _p(3.00, 15.00, 0.30, 3.75),
     "claude-sonnet-4-0": _p(3.00, 15.00, 0.30, 3.75),
     "claude-sonnet-4": _p(3.00, 15.00, 0.30, 3.75),
     "claude-haiku-4-5": _p(1.00, 5.00, 0.10, 1.25),
     "claude-3-5-haiku": _p(0.80, 4.00, 0.08, 1.00),
+    # Google, Gemini Developer API paid tier, text input (Batch Mode halves both); other
+    # Gemini models are left unpriced (counted in tokens) until checked against that page
+    "gemini-2.5-flash": _p(0.30, 2.50),
 }
 """List prices per million tokens as published on `PRICES_AS_OF` (standard context length;
 Anthropic's long-context rates above 200K input tokens are not modelled)."""
@@ -161,8 +168,26 @@ def _count(node: Any, *path: str) -> int | None:
     return node
 
 
+def _gemini_usage(result: Mapping[str, Any]) -> TokenUsage | None:
+    """A Gemini response's tokens: the prompt count includes cached tokens; thinking tokens
+    are billed as output."""
+    usage = result["usage_metadata"]
+    model = result.get("model_version")
+    model = model if isinstance(model, str) and model else "unknown"
+    prompt, cached = (
+        _count(usage, "prompt_token_count"),
+        _count(usage, "cached_content_token_count"),
+    )
+    out, thoughts = _count(usage, "candidates_token_count"), _count(usage, "thoughts_token_count")
+    if prompt is None or cached is None or out is None or thoughts is None or cached > prompt:
+        return None
+    return TokenUsage(model, prompt - cached, out + thoughts, cached)
+
+
 def extract_usage(result: Any) -> TokenUsage | None:
     """The tokens of a provider response body, or None when it carries no usage we know."""
+    if isinstance(result, Mapping) and isinstance(result.get("usage_metadata"), Mapping):
+        return _gemini_usage(result)
     if not isinstance(result, Mapping) or not isinstance(result.get("usage"), Mapping):
         return None
     usage = result["usage"]

@@ -303,6 +303,8 @@ class BatchHeader:
     not_before: float = 0.0
     submitted_at: float | None = None
     next_poll_at: float = 0.0
+    polls: int = 0
+    """Polls since its provider batch was (re)submitted: sets the backoff's next gap."""
     poll_error_since: float | None = None
     last_error: str | None = None
     cancel_requested_at: float | None = None
@@ -340,6 +342,7 @@ class BatchHeader:
             not_before=float(_want(value, "not_before", number, True) or 0.0),
             submitted_at=_want(value, "submitted_at", number, True),
             next_poll_at=float(_want(value, "next_poll_at", number, True) or 0.0),
+            polls=_want(value, "polls", int, True) or 0,
             poll_error_since=_want(value, "poll_error_since", number, True),
             last_error=_want(value, "last_error", str, True),
             cancel_requested_at=_want(value, "cancel_requested_at", number, True),

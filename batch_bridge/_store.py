@@ -15,7 +15,7 @@ from typing import Any
 
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
-from batch_bridge import _trust
+from batch_bridge import _hints, _trust
 from batch_bridge._constants import STORE_PAGE
 from batch_bridge._notice import REFUSED_KEY
 from batch_bridge._records import (
@@ -95,6 +95,8 @@ class Ledger:
         self.quarantined = 0
         self.refused: dict[tuple[str | None, str], int] = {}
         """Items refused for a caller's configuration, by (callback URL, reason): counts only."""
+        self.hinted: set[str] = set()
+        """Batches a provider webhook made due, as `headers` last found them."""
 
     def ns(self, part: str) -> tuple[str, ...]:
         return namespace(self.bridge, part)
@@ -186,13 +188,49 @@ class Ledger:
         self.refused[where] = self.refused.get(where, 0) + count
 
     async def headers(self) -> list[BatchHeader]:
+        """Every batch header; a batch a webhook hinted at is due from the hint's time."""
         headers = []
         for stored in await self.search(BATCHES):
             try:
                 headers.append(BatchHeader.from_value(stored.key, stored.value))
             except RecordError as exc:
                 await self.quarantine(BATCHES, stored.key, stored.value, str(exc))
+        hints = await self.search(_hints.HINTS)
+        if hints:
+            await self._apply_hints(headers, hints)
         return headers
+
+    async def _apply_hints(self, headers: list[BatchHeader], hints: list[Item]) -> None:
+        by_id = {h.batch_id: h for h in headers}
+        self.hinted = set()
+        now = time.time()
+        for stored in hints:
+            at, header = _hints.parse_hint(stored.value), by_id.get(stored.key)
+            if header is not None and at is not None:
+                header.next_poll_at = min(header.next_poll_at, at)
+                self.hinted.add(header.batch_id)
+            elif at is None or now - at > _hints.ORPHAN_HINT_AGE_S:
+                await self.store.adelete(self.ns(_hints.HINTS), stored.key)
+
+    async def clear_hint(self, batch_id: str, polled_from: float) -> None:
+        """Drop a batch's hint once a poll that started after it has answered."""
+        if batch_id not in self.hinted:
+            return
+        stored = await self.store.aget(self.ns(_hints.HINTS), batch_id)
+        at = None if stored is None else _hints.parse_hint(stored.value)
+        if stored is not None and (at is None or at <= polled_from):
+            await self.store.adelete(self.ns(_hints.HINTS), batch_id)
+            self.hinted.discard(batch_id)
+
+    async def index(self, batch_id: str, provider_ids: Sequence[str]) -> None:
+        """Let webhooks find this batch by the provider's ids (deployment-wide)."""
+        value = _hints.index_value(self.bridge, batch_id)
+        for provider_id in provider_ids:
+            await self.store.aput(_hints.INDEX, provider_id, value, index=False)
+
+    async def unindex(self, provider_ids: Sequence[str]) -> None:
+        for provider_id in provider_ids:
+            await self.store.adelete(_hints.INDEX, provider_id)
 
     async def put_header(self, header: BatchHeader) -> None:
         """Write the header, and before it the handle when it changed since last written."""
@@ -230,6 +268,7 @@ class Ledger:
         await self.store.adelete(self.ns(BATCHES), batch_id)
         await self.store.adelete(self.ns(MEMBERS), batch_id)
         await self.store.adelete(self.ns(HANDLES), batch_id)
+        await self.store.adelete(self.ns(_hints.HINTS), batch_id)
 
     async def put_members(
         self, batch_id: str, keys: list[str], slots: list[int] | None = None

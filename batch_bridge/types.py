@@ -12,6 +12,7 @@ from batch_bridge._config import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_POLL_INTERVAL_S,
     DEFAULT_READ_QUEUE_UP_TO,
+    PollSchedule,
 )
 
 __all__ = [
@@ -106,7 +107,10 @@ class FlushPolicy:
     should_flush: ShouldFlushFunc | None = None
     """Custom rule; flushes everything pending when it returns True."""
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
-    """Seconds between two polls of a running batch, and between two checks of the queue."""
+    """Seconds between two checks of the queue, and between two polls of a running batch
+    unless `polling` is set."""
+    polling: PollSchedule | None = None
+    """A backing-off poll schedule; None polls every `poll_interval_s`, at once after submit."""
     read_queue_up_to: int = DEFAULT_READ_QUEUE_UP_TO
     """Up to this many queued items every pass reads the whole queue; above, a pass reads
     it only when a flush may be due (reading is O(queue): every payload and signature)."""
@@ -117,6 +121,14 @@ class FlushPolicy:
     """Identical items (same digest) flushed together go to the provider once, and each
     caller gets its own copy of the result. Off by default: two callers sampling at
     temperature 1 may want different answers."""
+
+    def first_poll_in(self) -> float:
+        """Seconds from a (re)submission to the batch's first poll."""
+        return 0.0 if self.polling is None else self.polling.first_s
+
+    def poll_gap(self, polls: int) -> float:
+        """Seconds from poll number `polls` of a batch (1 is the first) to the next."""
+        return self.poll_interval_s if self.polling is None else self.polling.gap(polls)
 
     @classmethod
     def coerce(

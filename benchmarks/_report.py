@@ -43,6 +43,28 @@ def peak_rss_mb(pid: int) -> float | None:
     return int(found.group(1)) / 1024 if found else None
 
 
+def cpu_seconds(roots: list[int]) -> float:
+    """CPU time (user + system) of `roots` and every live descendant, plus what their
+    reaped children used (PostgreSQL's backends come and go): from /proc, Linux only."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        times[pid] = sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+    seen, todo = set(), [r for r in roots if r in times]
+    while todo:
+        pid = todo.pop()
+        seen.add(pid)
+        todo += [child for child, parent in parents.items() if parent == pid and child not in seen]
+    return sum(times[pid] for pid in seen)
+
+
 def own_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from _report import machine, start_callers, write_section
+from _report import cpu_seconds, machine, start_callers, write_section
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from rich.console import Console
@@ -86,25 +86,32 @@ def main(loads: tuple[int, ...], pairs: int, jobs: int, age: float, poll: float)
     }
     rows: list[dict[str, Any]] = []
 
-    def fresh_round(kind: str, n: int) -> float:
+    def fresh_round(kind: str, n: int) -> tuple[float, float]:
         """One round on a server of its own: `langgraph dev`'s in-memory runtime scans every
-        run it ever held on each run operation, so a shared server slows round after round."""
+        run it ever held on each run operation, so a shared server slows round after round.
+        Returns the round's wall time and the server's CPU time."""
         with (
             tempfile.TemporaryDirectory() as workdir,
             DevServer(Path(workdir), graphs, base_dir=HERE, env=env, jobs=jobs) as server,
         ):
             asyncio.run(round_(server.url, kind, 20))  # warm-up: imports, first batch, caches
-            return asyncio.run(round_(server.url, kind, n))
+            pids = [server.process.pid] if server.process else []
+            cpu = cpu_seconds(pids)
+            took = asyncio.run(round_(server.url, kind, n))
+            return took, cpu_seconds(pids) - cpu
 
     for n in loads:
-        floors, bridges = [], []
+        floors, bridges, cpu_ratios = [], [], []
         for pair in range(pairs):
             order = ("floor", "bridge") if pair % 2 == 0 else ("bridge", "floor")
             took = {kind: fresh_round(kind, n) for kind in order}
-            floors.append(took["floor"])
-            bridges.append(took["bridge"])
+            floors.append(took["floor"][0])
+            bridges.append(took["bridge"][0])
+            cpu_ratios.append(took["bridge"][1] / took["floor"][1])
             console.log(
-                f"N={n} pair {pair + 1}: floor {took['floor']:.2f}s, bridge {took['bridge']:.2f}s"
+                f"N={n} pair {pair + 1}: floor {took['floor'][0]:.2f}s "
+                f"(CPU {took['floor'][1]:.1f}s), bridge {took['bridge'][0]:.2f}s "
+                f"(CPU {took['bridge'][1]:.1f}s)"
             )
         ratios = [b / f for b, f in zip(bridges, floors, strict=True)]
         rows.append(
@@ -114,10 +121,20 @@ def main(loads: tuple[int, ...], pairs: int, jobs: int, age: float, poll: float)
                 "bridge": statistics.median(bridges),
                 "ratios": ratios,
                 "median": statistics.median(ratios),
+                "worst": max(ratios),
+                "cpu": statistics.median(cpu_ratios),
             }
         )
     emulator.stop()
-    table = Table("callers", "floor s (median)", "bridge s (median)", "ratio per pair", "median")
+    table = Table(
+        "callers",
+        "floor s (median)",
+        "bridge s (median)",
+        "ratio per pair",
+        "median",
+        "worst",
+        "CPU",
+    )
     lines = [
         "## Overhead against the platform floor",
         "",
@@ -127,8 +144,9 @@ def main(loads: tuple[int, ...], pairs: int, jobs: int, age: float, poll: float)
         f"--n-jobs-per-worker {jobs}` (a fresh server per round, warmed up with 20 callers), "
         f"the bridge flushing after {age:g} s and polling every {poll:g} s; {machine()}.",
         "",
-        "| callers | floor s (median) | bridge s (median) | bridge/floor per pair | median |",
-        "|---:|---:|---:|---|---:|",
+        "| callers | floor s (median) | bridge s (median) | bridge/floor per pair | median | "
+        "worst | server CPU, median ratio |",
+        "|---:|---:|---:|---|---:|---:|---:|",
     ]
     for row in rows:
         per_pair = ", ".join(f"{r:.2f}" for r in row["ratios"])
@@ -138,10 +156,12 @@ def main(loads: tuple[int, ...], pairs: int, jobs: int, age: float, poll: float)
             f"{row['bridge']:.2f}",
             per_pair,
             f"{row['median']:.2f}",
+            f"{row['worst']:.2f}",
+            f"{row['cpu']:.2f}",
         )
         lines.append(
             f"| {row['n']} | {row['floor']:.2f} | {row['bridge']:.2f} | {per_pair} | "
-            f"**{row['median']:.2f}** |"
+            f"**{row['median']:.2f}** | {row['worst']:.2f} | {row['cpu']:.2f} |"
         )
     console.print(table)
     write_section("overhead", "\n".join(lines))

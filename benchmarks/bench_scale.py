@@ -15,8 +15,13 @@ Each caller makes one `chat.completions.create` through `wrap_openai` and the `e
 caller waits, one forced flush sends all items as one batch. Reports: time until every caller
 waits (enqueue), the provider batch's life as the emulator saw it (input file uploaded to
 batch created: build and upload; batch complete to output fetched: parse and match), time
-until every caller was resumed (deliver), peak RSS of the server processes and, on
-PostgreSQL, store bytes and all bytes written (WAL) per item.
+until every caller was resumed (deliver), CPU of every engine process, peak RSS of the server
+processes and, on PostgreSQL, store bytes and all bytes written (WAL) per item.
+
+Beside each bridge round runs the platform's floor (`_floor.py`): the same threads and the
+same number of interrupts, resumed directly by this driver, on a fresh server of the same
+engine; `--pairs N` interleaves N floor/bridge pairs, and every figure is also given as a
+ratio to the floor (`--no-floor`: the bridge alone).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -33,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from _report import machine, peak_rss_mb, start_callers, write_section
+from _floor import Resumer
+from _report import cpu_seconds, machine, peak_rss_mb, start_callers, write_section
 from langgraph_sdk import get_client
 from langgraph_sdk.schema import ThreadStatus
 from rich.console import Console
@@ -45,7 +52,10 @@ from batch_bridge.testing.devserver import DevServer
 
 HERE = Path(__file__).resolve().parent
 console = Console()
-GRAPHS = {name: f"bench_graphs.py:{name}" for name in ("emu_bridge", "emu_agent", "emu_fanout")}
+GRAPHS = {
+    name: f"bench_graphs.py:{name}"
+    for name in ("emu_bridge", "emu_agent", "emu_fanout", "floor", "floor_fanout")
+}
 
 
 @contextlib.contextmanager
@@ -71,6 +81,11 @@ def server_pids(running: Any) -> list[int]:
     if isinstance(running, DevServer):
         return [running.process.pid] if running.process else []
     return [pid for pid in running.pids if pid is not None]
+
+
+def service_pids(running: Any) -> list[int]:
+    """Every process of the engine: the server's, and PostgreSQL's and Redis's."""
+    return server_pids(running) + list(getattr(running, "service_pids", []))
 
 
 def server_log(running: Any) -> str:
@@ -120,7 +135,11 @@ async def tally(client: Any, tag: str, per_thread: int) -> tuple[int, int]:
             return waiting, answered
 
 
-async def run_callers(url: str, n: int, per_thread: int, one_batch: bool) -> dict[str, float]:
+async def run_callers(
+    url: str, n: int, per_thread: int, one_batch: bool, floor: bool = False
+) -> dict[str, float]:
+    """One round: the bridge's (callers through `emu_bridge`), or the floor's (the same
+    threads interrupted and resumed by this driver)."""
     client = get_client(url=url, timeout=60)
     tag = f"scale-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
@@ -130,6 +149,8 @@ async def run_callers(url: str, n: int, per_thread: int, one_batch: bool) -> dic
     else:
         graph = "emu_fanout"
         inputs = [{"items": [f"q{i}.{j}" for j in range(per_thread)]} for i in range(n)]
+    graph = {"emu_agent": "floor", "emu_fanout": "floor_fanout"}[graph] if floor else graph
+    resumer = Resumer(client, tag, per_thread) if floor else None
     creating = asyncio.ensure_future(start_callers(client, graph, tag, inputs))
     figures: dict[str, float] = {}
 
@@ -151,14 +172,17 @@ async def run_callers(url: str, n: int, per_thread: int, one_batch: bool) -> dic
         while await waiting() < n:
             await asyncio.sleep(0.5)
         figures["enqueue_s"] = time.monotonic() - started
-        await client.runs.create(
-            bridge_thread_id("emu_bridge"),
-            "emu_bridge",
-            input={"flush": True},
-            multitask_strategy="enqueue",
-        )
+        if resumer is None:
+            await client.runs.create(
+                bridge_thread_id("emu_bridge"),
+                "emu_bridge",
+                input={"flush": True},
+                multitask_strategy="enqueue",
+            )
     last_log = 0.0
     while (done := await answered()) < n:
+        if resumer is not None:
+            await resumer.fresh()
         if time.monotonic() - last_log > 15:
             console.log(f"{done}/{n} callers answered")
             last_log = time.monotonic()
@@ -185,6 +209,75 @@ def provider_view(log_text: str) -> dict[str, float]:
     return figures
 
 
+def one_round(
+    engine: str, workers: int, jobs: int, shape: tuple[int, int], one_batch: bool, floor: bool
+) -> dict[str, float]:
+    """A round on a fresh emulator and server: time, CPU of every engine process, peak RSS
+    per worker and, on PostgreSQL, store and WAL bytes per request."""
+    callers, per_thread = shape
+    requests = callers * per_thread
+    with EmulatorServer(Emulator(in_progress_s=0.0)) as emu:
+        env = {
+            "OPENAI_BASE_URL": emu.base_url,
+            "OPENAI_API_KEY": "emulator",
+            "BENCH_MAX_BATCH_AGE_S": "86400" if one_batch else "1",
+            # One batch: no rule fires before the forced flush (it would resume some
+            # callers before all of them were seen waiting).
+            "BENCH_MAX_BATCH_SIZE": str(requests + 1 if one_batch else 50_000),
+            "BENCH_POLL_INTERVAL_S": "1",
+        }
+        with server(engine, workers, env, jobs) as running:
+            before, cpu = pg_bytes(running), cpu_seconds(service_pids(running))
+            figures = asyncio.run(run_callers(running.url, callers, per_thread, one_batch, floor))
+            figures["cpu_s"] = cpu_seconds(service_pids(running)) - cpu
+            after = pg_bytes(running)
+            rss = [peak_rss_mb(pid) or 0.0 for pid in server_pids(running)]
+            figures |= {} if floor else provider_view(server_log(running))
+    figures["workers"] = workers
+    figures["peak_rss_mb"] = max(rss, default=0.0)
+    if before and after:
+        figures["store_b_per_item"] = (after[0] - before[0]) / requests
+        figures["wal_b_per_item"] = (after[1] - before[1]) / requests
+    return figures
+
+
+COLUMNS = [
+    ("workers", "workers", "{:.0f}"),
+    ("round", "round", "{}"),
+    ("enqueue_s", "all waiting s", "{:.1f}"),
+    ("submit_s", "build + upload + create s", "{:.2f}"),
+    ("results_s", "download + parse + match s", "{:.2f}"),
+    ("deliver_s", "then all resumed s", "{:.1f}"),
+    ("total_s", "total s", "{:.1f}"),
+    ("cpu_s", "CPU s (server, PG, Redis)", "{:.1f}"),
+    ("submit_batches", "provider batches", "{:.0f}"),
+    ("largest_batch", "largest batch", "{:.0f}"),
+    ("peak_rss_mb", "peak RSS MB (per worker)", "{:.0f}"),
+    ("store_b_per_item", "store bytes/request", "{:.0f}"),
+    ("wal_b_per_item", "bytes written/request (WAL)", "{:.0f}"),
+]
+RATIOS = ("total_s", "cpu_s", "peak_rss_mb", "store_b_per_item", "wal_b_per_item")
+
+
+def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Bridge over floor, per pair and as the median, for each figure both rounds have."""
+    lines = ["", "| figure | bridge / floor per pair | median |", "|---|---:|---:|"]
+    for workers in sorted({r["workers"] for r in rows}):
+        floors = [r for r in rows if r["workers"] == workers and r["round"] == "floor"]
+        bridges = [r for r in rows if r["workers"] == workers and r["round"] == "bridge"]
+        for key in RATIOS:
+            pairs = [
+                b[key] / f[key]
+                for f, b in zip(floors, bridges, strict=False)
+                if f.get(key) and key in b
+            ]
+            if pairs:
+                per_pair = ", ".join(f"{r:.2f}×" for r in pairs)
+                median = statistics.median(pairs)
+                lines.append(f"| {key}, {workers} worker(s) | {per_pair} | **{median:.2f}×** |")
+    return lines if len(lines) > 3 else []
+
+
 @click.command()
 @click.option("--engine", type=click.Choice(["dev", "pg"]), default="dev")
 @click.option("--callers", type=int, default=5000)
@@ -194,6 +287,8 @@ def provider_view(log_text: str) -> dict[str, float]:
 )
 @click.option("--one-batch", is_flag=True, help="One forced flush once every caller waits.")
 @click.option("--jobs", type=int, default=10)
+@click.option("--pairs", type=int, default=1, help="Floor and bridge rounds, interleaved.")
+@click.option("--floor/--no-floor", default=True, help="Run the platform's floor beside.")
 def main(
     engine: str,
     callers: int,
@@ -201,48 +296,31 @@ def main(
     worker_counts: tuple[int, ...],
     one_batch: bool,
     jobs: int,
+    pairs: int,
+    floor: bool,
 ) -> None:
-    requests = callers * per_thread
-    rows = []
+    rows: list[dict[str, Any]] = []
     for workers in worker_counts:
-        emulator = Emulator(in_progress_s=0.0)
-        with EmulatorServer(emulator) as emu:
-            env = {
-                "OPENAI_BASE_URL": emu.base_url,
-                "OPENAI_API_KEY": "emulator",
-                "BENCH_MAX_BATCH_AGE_S": "86400" if one_batch else "1",
-                # One batch: no rule fires before the forced flush (it would resume some
-                # callers before all of them were seen waiting).
-                "BENCH_MAX_BATCH_SIZE": str(requests + 1 if one_batch else 50_000),
-                "BENCH_POLL_INTERVAL_S": "1",
-            }
-            with server(engine, workers, env, jobs) as running:
-                before = pg_bytes(running)
-                figures = asyncio.run(run_callers(running.url, callers, per_thread, one_batch))
-                after = pg_bytes(running)
-                rss = [peak_rss_mb(pid) or 0.0 for pid in server_pids(running)]
-                figures |= provider_view(server_log(running))
-        figures["workers"] = workers
-        figures["peak_rss_mb"] = max(rss, default=0.0)
-        if before and after:
-            figures["store_b_per_item"] = (after[0] - before[0]) / requests
-            figures["wal_b_per_item"] = (after[1] - before[1]) / requests
-        rows.append(figures)
-        console.log(figures)
-    columns = [
-        ("workers", "workers", "{:.0f}"),
-        ("enqueue_s", "all waiting s", "{:.1f}"),
-        ("submit_s", "build + upload + create s", "{:.2f}"),
-        ("results_s", "download + parse + match s", "{:.2f}"),
-        ("deliver_s", "flush → all resumed s" if one_batch else "all resumed s", "{:.1f}"),
-        ("total_s", "total s", "{:.1f}"),
-        ("submit_batches", "provider batches", "{:.0f}"),
-        ("largest_batch", "largest batch", "{:.0f}"),
-        ("peak_rss_mb", "peak RSS MB (per process)", "{:.0f}"),
-        ("store_b_per_item", "store bytes/item", "{:.0f}"),
-        ("wal_b_per_item", "bytes written/item (WAL)", "{:.0f}"),
-    ]
-    shown = [c for c in columns if any(c[0] in r for r in rows)]
+        for pair in range(pairs):
+            kinds = ("floor", "bridge") if pair % 2 == 0 else ("bridge", "floor")
+            for kind in kinds if floor else ("bridge",):
+                shape = (callers, per_thread)
+                figures = one_round(engine, workers, jobs, shape, one_batch, kind == "floor")
+                rows.append({**figures, "round": kind})
+                console.log(rows[-1])
+    report(rows, engine, (callers, per_thread), worker_counts, one_batch, pairs if floor else 0)
+
+
+def report(
+    rows: list[dict[str, Any]],
+    engine: str,
+    shape: tuple[int, int],
+    worker_counts: tuple[int, ...],
+    one_batch: bool,
+    pairs: int,
+) -> None:
+    callers, per_thread = shape
+    shown = [c for c in COLUMNS if any(c[0] in r for r in rows)]
     table = Table(*(title for _, title, _ in shown))
     lines = [
         "| " + " | ".join(title for _, title, _ in shown) + " |",
@@ -252,40 +330,29 @@ def main(
         cells = [fmt.format(r[key]) if key in r else "" for key, _, fmt in shown]
         table.add_row(*cells)
         lines.append("| " + " | ".join(cells) + " |")
-    if len(rows) >= 2:
-        ratio = rows[0]["total_s"] / rows[-1]["total_s"]
-        lines += [
-            "",
-            f"Speed-up, {rows[-1]['workers']:.0f} workers against {rows[0]['workers']:.0f}: "
-            f"**{ratio:.2f}×**.",
-        ]
+    lines += ratio_lines(rows)
     console.print(table)
-    shape = f"{callers}" if per_thread == 1 else f"{callers}x{per_thread}"
-    name = f"scale-{engine}-{shape}{'-one' if one_batch else ''}"
+    for line in ratio_lines(rows):
+        console.print(line)
+    name = f"scale-{engine}-{callers if per_thread == 1 else f'{callers}x{per_thread}'}"
+    name += "-one" if one_batch else ""
     command = (
         f"python benchmarks/bench_scale.py --engine {engine} --callers {callers}"
         + (f" --per-thread {per_thread}" if per_thread > 1 else "")
         + "".join(f" --workers {w}" for w in worker_counts)
         + (" --one-batch" if one_batch else "")
+        + (f" --pairs {pairs}" if pairs else " --no-floor")
     )
     engine_name = (
         "`langgraph dev`" if engine == "dev" else "PostgreSQL + Redis, stock langgraph-api"
     )
-    write_section(
-        name,
-        "\n".join(
-            [
-                f"## {callers:,} callers on {engine_name}"
-                if per_thread == 1
-                else f"## {requests:,} requests from {callers:,} threads × {per_thread} "
-                f"parallel calls on {engine_name}",
-                "",
-                f"`{command}`; {machine()}.",
-                "",
-                *lines,
-            ]
-        ),
+    title = (
+        f"## {callers:,} callers on {engine_name}"
+        if per_thread == 1
+        else f"## {callers * per_thread:,} requests from {callers:,} threads × {per_thread} "
+        f"parallel calls on {engine_name}"
     )
+    write_section(name, "\n".join([title, "", f"`{command}`; {machine()}.", "", *lines]))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from batch_bridge._usage import ModelUsage, add_costs
 from batch_bridge.bridge import dedupe
 from batch_bridge.bridge.calls import Clock, Provider, call_with_timeout, describe
 from batch_bridge.errors import ConfigError, ProviderError
-from batch_bridge.providers._handles import handle_summary
+from batch_bridge.providers._handles import handle_summary, provider_ids
 from batch_bridge.types import FlushPolicy, Pending
 
 log = logging.getLogger("batch_bridge")
@@ -177,8 +177,10 @@ class Batches:
             return
         header.status, header.handle = "submitted", handle
         header.submitted_at = self.clock()
-        header.next_poll_at = header.submitted_at  # polled at once: a fast provider may be done
+        header.polls = 0
+        header.next_poll_at = header.submitted_at + self.policy.first_poll_in()
         await self.ledger.put_header(header)
+        await self.ledger.index(header.batch_id, provider_ids(handle))
         self.counts["batches_submitted"] += 1
         self.counts["items_submitted"] += len(sent)
         self.counts["items_deduplicated"] += len(mine) - len(sent)
@@ -209,6 +211,7 @@ class Batches:
         await self.finish(header, batch_failed(message, len(keys)))
 
     async def poll(self, header: BatchHeader) -> None:
+        polled_from, hinted = self.clock(), header.batch_id in self.ledger.hinted
         await self.ledger.load_handle(header)
         if header.cancel_requested_at is not None and not header.cancel_sent:
             await self.send_cancel(header)
@@ -221,17 +224,22 @@ class Batches:
             return
         outcome = interpret_poll(result, header.size, header.batch_id)
         if outcome is None or isinstance(outcome, Pending):
+            new_ids: list[str] = []
             if isinstance(outcome, Pending):
                 try:
                     check_storable(outcome.handle, "the handle poll returned")
                 except ValueError as exc:
                     await self.give_up(header, describe(exc))
                     return
+                old = set(provider_ids(header.handle))
+                new_ids = [i for i in provider_ids(outcome.handle) if i not in old]
                 header.handle = outcome.handle
             header.poll_error_since = None
             header.last_error = None
-            header.next_poll_at = self.clock() + self.policy.poll_interval_s
+            self._next_poll(header, resubmitted=bool(new_ids), hinted=hinted)
             await self.ledger.put_header(header)
+            await self.ledger.index(header.batch_id, new_ids)
+            await self.ledger.clear_hint(header.batch_id, polled_from)
             return
         await self.finish(header, outcome)
 
@@ -247,8 +255,26 @@ class Batches:
         self.last_error = f"batch {header.batch_id}: {reason}"
         header.poll_error_since = since
         header.last_error = reason
-        header.next_poll_at = now + self.policy.poll_interval_s
+        self._next_poll(header)
         await self.ledger.put_header(header)
+        await self.ledger.clear_hint(header.batch_id, now)  # else it is due again at once
+
+    def _next_poll(
+        self, header: BatchHeader, resubmitted: bool = False, hinted: bool = False
+    ) -> None:
+        """After a poll: the fixed interval, the backoff's next gap, or (backing off) the
+        first poll of a provider batch the adapter just resubmitted. A batch a webhook said
+        had ended but that still runs (an output file not there yet) is polled again within
+        `poll_backoff`, not after the safety poll."""
+        polling, now = self.policy.polling, self.clock()
+        if resubmitted and polling is not None:
+            header.polls = 0
+            header.next_poll_at = now + polling.first_s
+            return
+        header.polls += 1
+        header.next_poll_at = now + self.policy.poll_gap(header.polls)
+        if hinted and polling is not None:
+            header.next_poll_at = min(header.next_poll_at, now + polling.start_s)
 
     async def give_up(self, header: BatchHeader, reason: str) -> None:
         """Fail a batch for good, and stop it at the provider so it is not billed on."""
@@ -330,6 +356,7 @@ class Batches:
         self.finished.append(finished_entry(header, envelopes, self.clock()))
         await self.hand_on(done)
         await self.release(header)
+        await self.ledger.unindex(provider_ids(header.handle))
         await self.ledger.delete_batch(header.batch_id)
 
     async def release(self, header: BatchHeader) -> None:

@@ -26,7 +26,8 @@ __all__ = ["demo"]
     type=click.Choice(sorted(DEFAULT_MODELS)),
     default="openai",
     show_default=True,
-    help="Whose batch API the bridge uses (OpenAIBatch or AnthropicBatch); both emulated.",
+    help="Whose batch API the bridge uses (OpenAIBatch, AnthropicBatch or GeminiBatch); "
+    "all emulated.",
 )
 @click.option(
     "--model",

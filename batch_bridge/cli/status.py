@@ -97,6 +97,7 @@ def render_status(data: Mapping[str, Any], console: Console) -> None:
         f"in flight {data['in_flight_count']}, being delivered {data['delivering']}, "
         f"on the normal API {data.get('falling_back', 0)}, "
         f"undeliverable {data['undeliverable']['count']}, "
+        f"dropped {data['dropped']['count']}, "
         f"quarantined {data['quarantined']['count']}, ticks {data['ticks']} "
         f"(next in {_ago(data['next_tick_in_s'])})"
     )
@@ -126,7 +127,7 @@ def render_status(data: Mapping[str, Any], console: Console) -> None:
     totals: list[Column] = [("Counter", _field("name")), ("Value", _field("value"))]
     rows = [{"name": k, "value": v} for k, v in data["totals"].items()]
     console.print(_table("Totals", totals, rows))
-    for name in ("undeliverable", "quarantined"):
+    for name in ("undeliverable", "dropped", "quarantined"):
         records: list[Column] = [
             ("Record", _field("key")),
             ("Reason", _field("reason")),

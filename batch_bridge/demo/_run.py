@@ -42,6 +42,9 @@ __all__ = ["log_cause", "run_demo"]
 _ANTHROPIC_GRAPH = Path(__file__).with_name("anthropic_graph.py")
 ANTHROPIC_GRAPHS = {"bridge": f"{_ANTHROPIC_GRAPH}:bridge", "agent": f"{_ANTHROPIC_GRAPH}:graph"}
 """With `--provider anthropic`, these replace the config's `bridge` and `agent`."""
+_GEMINI_GRAPH = Path(__file__).with_name("gemini_graph.py")
+GEMINI_GRAPHS = {"bridge": f"{_GEMINI_GRAPH}:bridge", "agent": f"{_GEMINI_GRAPH}:graph"}
+"""With `--provider gemini`, these replace the config's `bridge` and `agent`."""
 REQUIRED_GRAPHS = ("bridge", "agent")
 """The graphs the demo runs: `bridge` (the bridge) and `agent` (the caller)."""
 BRIDGE = "bridge"
@@ -323,6 +326,8 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoSumm
     graphs, base_dir = _graphs(settings.config)
     if settings.provider == "anthropic":
         graphs |= ANTHROPIC_GRAPHS
+    elif settings.provider == "gemini":
+        graphs |= GEMINI_GRAPHS
     with contextlib.ExitStack() as stack:  # unwinds: server, emulator, work directory
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="batch-bridge-demo-"))
         with Display(console, settings.threads) as display:
@@ -334,12 +339,16 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> DemoSumm
                 "OPENAI_API_KEY": "emulator",
                 "ANTHROPIC_BASE_URL": provider.anthropic_base_url,
                 "ANTHROPIC_API_KEY": "emulator",
+                "GOOGLE_GEMINI_BASE_URL": provider.gemini_base_url,
+                "GEMINI_API_KEY": "emulator",
                 "BATCH_BRIDGE_MAX_BATCH_SIZE": str(settings.max_batch_size),
                 "BATCH_BRIDGE_MAX_BATCH_AGE_S": str(settings.max_batch_age_s),
                 "BATCH_BRIDGE_POLL_INTERVAL_S": str(settings.poll_interval_s),
                 "BATCH_BRIDGE_DEMO_MODEL": settings.model_name,
             }
-            shown = provider.base_url if settings.provider == "openai" else provider.url
+            shown = {"openai": provider.base_url, "gemini": provider.gemini_base_url}.get(
+                settings.provider, provider.url
+            )
             display.show("starting server", f"{settings.provider} emulator at {shown}")
             status_routes = {"app": "batch_bridge.http:app"}
             server = DevServer(

@@ -18,7 +18,11 @@ __all__ = [
 
 CHAT_MODELS = tuple(sorted(m for m in DEFAULT_PRICES if "embedding" not in m))
 """The models `--model` offers: the chat models of the one price table (`_prices`)."""
-DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
+DEFAULT_MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-haiku-4-5",
+    "gemini": "gemini-2.5-flash",
+}
 """The model the agents ask for when `--model` is not given, per `--provider`."""
 
 
@@ -34,9 +38,9 @@ class DemoError(Exception):
 class DemoSettings:
     threads: int = 300
     """Agent threads, one question each."""
-    provider: Literal["openai", "anthropic"] = "openai"
-    """Whose batch API the bridge uses: `OpenAIBatch` and `wrap_openai`, or
-    `AnthropicBatch` and `wrap_anthropic`; the emulator serves both."""
+    provider: Literal["openai", "anthropic", "gemini"] = "openai"
+    """Whose batch API the bridge uses: `OpenAIBatch` and `wrap_openai`, `AnthropicBatch`
+    and `wrap_anthropic`, or `GeminiBatch` and `wrap_gemini`; the emulator serves all."""
     model: str | None = None
     """None: the provider's default (`DEFAULT_MODELS`)."""
     max_batch_size: int = 100

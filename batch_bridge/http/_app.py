@@ -1,4 +1,5 @@
-"""The status routes, a Starlette app for `langgraph.json`'s `http.app`.
+"""The status routes and the provider webhook routes, a Starlette app for `langgraph.json`'s
+`http.app`.
 
 They run in the server process: the store is the one graphs get (`langgraph.config.
 get_store()`, which the server makes available to custom routes), and the bridge's state is
@@ -22,6 +23,7 @@ from batch_bridge._constants import bridge_thread_id, check_bridge_name
 from batch_bridge.errors import ConfigError
 from batch_bridge.http._page import PAGE
 from batch_bridge.http._status import bridge_status
+from batch_bridge.http._webhooks import Waker, platform_wake, webhook_counts, webhook_routes
 
 __all__ = ["STATUS_PREFIX", "StateReader", "StoreGetter", "status_app", "status_routes"]
 
@@ -67,6 +69,7 @@ def status_routes(
         except ConfigError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400, headers=NO_CACHE)
         data = await bridge_status(store(), bridge, await state(bridge))
+        data["webhooks"] = await webhook_counts(store())
         return JSONResponse(data, headers=NO_CACHE)
 
     return [
@@ -77,7 +80,12 @@ def status_routes(
 
 
 def status_app(
-    *, store: StoreGetter = platform_store, state: StateReader = platform_state
+    *,
+    store: StoreGetter = platform_store,
+    state: StateReader = platform_state,
+    wake: Waker = platform_wake,
 ) -> Starlette:
-    """A Starlette app serving only the status routes."""
-    return Starlette(routes=status_routes(store=store, state=state))
+    """A Starlette app serving the status routes and `POST /batch-bridge/webhooks/{provider}`
+    (the URL to register with the provider; see `batch_bridge.http._webhooks`)."""
+    routes = status_routes(store=store, state=state)
+    return Starlette(routes=[*routes, *webhook_routes(STATUS_PREFIX, store, wake=wake)])

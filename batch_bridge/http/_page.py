@@ -47,6 +47,7 @@ PAGE = """<!doctype html>
   <div class="card"><small>On the normal API</small><b id="falling-back">-</b>
     <small>past their max_wait</small></div>
   <div class="card"><small>Undeliverable</small><b id="undeliverable-count">-</b></div>
+  <div class="card"><small>Dropped (caller gone)</small><b id="dropped-count">-</b></div>
   <div class="card"><small>Quarantined</small><b id="quarantined-count">-</b></div>
   <div class="card"><small>Ticks</small><b id="ticks">-</b>
     <small>next in <span id="next-tick">-</span></small></div>
@@ -56,8 +57,10 @@ PAGE = """<!doctype html>
 <h2>Tokens, cost and savings per model</h2><div id="usage"></div>
 <h2>Totals</h2><div id="totals"></div>
 <h2>Undeliverable records (newest)</h2><div id="undeliverable"></div>
+<h2>Dropped results (newest)</h2><div id="dropped"></div>
 <h2>Quarantined records (newest)</h2><div id="quarantined"></div>
 <h2>Refused callers</h2><div id="refused"></div>
+<h2>Provider webhooks</h2><div id="webhooks"></div>
 <h2>Last error</h2><div id="last-error"></div>
 <script>
 const params = new URLSearchParams(location.search);
@@ -117,6 +120,7 @@ function render(s) {
   $("delivering").textContent = s.delivering;
   $("falling-back").textContent = s.falling_back;
   $("undeliverable-count").textContent = s.undeliverable.count;
+  $("dropped-count").textContent = s.dropped.count;
   $("quarantined-count").textContent = s.quarantined.count;
   $("ticks").textContent = s.ticks;
   $("next-tick").textContent = ago(s.next_tick_in_s);
@@ -141,6 +145,9 @@ function render(s) {
   table("undeliverable", [["Record", "key"], ["Reason", "reason"],
     ["When", "at", (r) => ago(s.generated_at - r.at) + " ago"]],
     s.undeliverable.newest, "None.");
+  table("dropped", [["Record", "key"], ["Reason", "reason"],
+    ["When", "at", (r) => ago(s.generated_at - r.at) + " ago"]],
+    s.dropped.newest, "None.");
   table("quarantined", [["Record", "key"], ["Namespace", "namespace"], ["Reason", "reason"],
     ["When", "at", (r) => (r.at ? ago(s.generated_at - r.at) + " ago" : "-")]],
     s.quarantined.newest, "None.");
@@ -148,6 +155,11 @@ function render(s) {
     ["Reason", "reason"], ["Items", "count"],
     ["Last", "last_at", (r) => ago(s.generated_at - r.last_at) + " ago"]],
     s.refused || [], "None.");
+  const hooks = ["accepted", "ignored", "bad_signature", "replayed", "unknown_batch",
+    "not_configured"];
+  table("webhooks", [["Provider", "provider"], ...hooks.map((h) => [h, h])],
+    Object.entries(s.webhooks || {}).map(([provider, c]) => ({provider, ...c})),
+    "None received.");
   $("last-error").textContent = s.last_error || "None.";
   $("last-error").className = s.last_error ? "error" : "none";
 }

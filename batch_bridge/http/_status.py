@@ -124,9 +124,12 @@ async def _pending(store: BaseStore, bridge: str, now: float, hint: int | None) 
     }
 
 
-async def _undeliverable(store: BaseStore, bridge: str) -> dict[str, Any]:
+async def _ended(store: BaseStore, bridge: str, status: str) -> dict[str, Any]:
+    """Records that ended without a delivery (undeliverable, or dropped because the caller
+    stopped waiting): counted from the records themselves, so a tick killed before it saved
+    its counters still shows them."""
     ns = namespace(bridge, ITEMS)
-    which = {"status": "undeliverable"}
+    which = {"status": status}
     total, found = await _newest(store, ns, which)
     records = [r for i in found if (r := _item(i))]
     records.sort(key=lambda r: r.updated_at, reverse=True)
@@ -260,7 +263,8 @@ async def bridge_status(
             store, namespace(bridge, ITEMS), {"status": "fallback"}
         ),
         "finished": list(state.get("finished") or []),
-        "undeliverable": await _undeliverable(store, bridge),
+        "undeliverable": await _ended(store, bridge, "undeliverable"),
+        "dropped": await _ended(store, bridge, "dropped"),
         "quarantined": await _quarantined(store, bridge),
         "refused": list(state.get("refused_origins") or []),
         "last_error": state.get("last_error"),

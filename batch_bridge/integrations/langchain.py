@@ -2,10 +2,11 @@
 
 `batched(ChatOpenAI(model=...), batcher="bridge")` returns a copy of the model whose calls
 go through the bridge instead of the provider's synchronous API. The copy is an instance of
-a subclass of the model's own class (`BatchedChatOpenAI`, `BatchedChatAnthropic`), so
-everything LangChain does with a `ChatOpenAI` it does with the copy: the request is built
-by the model's own `_get_request_payload`, the reply parsed by its own parser
-(`_create_chat_result`, `_format_output`), and `bind_tools`, `with_structured_output`,
+a subclass of the model's own class (`BatchedChatOpenAI`, `BatchedChatAnthropic`,
+`BatchedChatGoogleGenerativeAI`), so everything LangChain does with a `ChatOpenAI` it does
+with the copy: the request is built by the model's own `_get_request_payload`
+(`_prepare_request` for Gemini), the reply parsed by its own parser (`_create_chat_result`,
+`_format_output`, `_response_to_result`), and `bind_tools`, `with_structured_output`,
 tool calls, usage metadata and message ids come out as without batching.
 
 For agents, `batching_middleware(batcher="bridge")` is an agent middleware for
@@ -61,7 +62,8 @@ class _Request(NamedTuple):
     """A bridge item and what parsing its reply needs besides the reply."""
 
     item: dict[str, Any]
-    """The bridge item: `{"url", "body"}` (OpenAI), or `messages.create` kwargs (Anthropic)."""
+    """The bridge item: `{"url", "body"}` (OpenAI), `messages.create` kwargs (Anthropic), or
+    `generate_content` kwargs (Gemini)."""
     schema: Any
     """The structured-output type the SDK's `parse` would have been given, or None."""
     kwargs: dict[str, Any]
@@ -174,11 +176,33 @@ def _anthropic_result(model: Any, request: _Request, reply: Any) -> ChatResult:
     )
 
 
+# -- Gemini -----------------------------------------------------------------------------
+
+
+def _gemini_request(
+    model: Any, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+) -> _Request:
+    from batch_bridge.providers.gemini._client import request_item
+
+    request = model._prepare_request(messages, stop=stop, **kwargs)
+    item = request_item(request["model"], request["contents"], request.get("config"))
+    return _Request(item, None, kwargs)
+
+
+def _gemini_result(model: Any, request: _Request, reply: Any) -> ChatResult:
+    from google.genai.types import GenerateContentResponse
+    from langchain_google_genai.chat_models import _response_to_result
+
+    return _response_to_result(GenerateContentResponse.model_validate(reply))
+
+
 _OPENAI = _Codec(_openai_request, _openai_result)
 _ANTHROPIC = _Codec(_anthropic_request, _anthropic_result)
+_GEMINI = _Codec(_gemini_request, _gemini_result)
 _CODECS = (
     ("langchain_openai", "ChatOpenAI", _OPENAI),
     ("langchain_anthropic", "ChatAnthropic", _ANTHROPIC),
+    ("langchain_google_genai", "ChatGoogleGenerativeAI", _GEMINI),
 )
 """(module, class, codec): a model of the class (or a subclass) is batched with the codec."""
 
@@ -268,8 +292,9 @@ def _codec_for(model: BaseChatModel) -> _Codec:
         if module is not None and isinstance(model, getattr(module, class_name)):
             return codec
     raise TypeError(
-        "batched() supports ChatOpenAI (langchain-openai) and ChatAnthropic "
-        f"(langchain-anthropic) models, got {type(model).__name__}"
+        "batched() supports ChatOpenAI (langchain-openai), ChatGoogleGenerativeAI "
+        "(langchain-google-genai) and ChatAnthropic (langchain-anthropic) models, "
+        f"got {type(model).__name__}"
     )
 
 
@@ -295,6 +320,9 @@ def batched(model: _M, *, batcher: str = "bridge", max_wait: float | timedelta |
     )
     private = model.__pydantic_private__
     object.__setattr__(copy, "__pydantic_private__", None if private is None else dict(private))
+    for name, value in vars(model).items():  # set by validators (ChatGoogleGenerativeAI's)
+        if name not in values:
+            object.__setattr__(copy, name, value)
     return copy  # type: ignore[return-value]
 
 

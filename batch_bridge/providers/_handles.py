@@ -20,6 +20,7 @@ __all__ = [
     "load_handle",
     "new_part",
     "now_ms",
+    "provider_ids",
     "retry_or_fail",
 ]
 
@@ -139,32 +140,41 @@ MAX_SHOWN_IDS = 10
 """Provider ids a summary names at most (a handle retried many times lists more)."""
 
 
+def provider_ids(handle: Any) -> list[str]:
+    """Every provider batch id a handle names, oldest first (a short string handle is one)."""
+    if isinstance(handle, str):
+        return [handle] if len(handle) <= 200 else []
+    if not isinstance(handle, Mapping):
+        return []
+    parts = handle.get("parts")
+    if handle.get("v") == 1 and isinstance(parts, list):
+        ids: list[str] = []
+        for part in parts:
+            if isinstance(part, Mapping):
+                ran = part.get("batches") or ([part["batch"]] if part.get("batch") else [])
+                ids += [b for b in ran if isinstance(b, str) and b not in ids]
+        return ids
+    for key in ("provider_batch_id", "batch_id", "id"):
+        if isinstance(handle.get(key), str) and len(handle[key]) <= 200:
+            return [handle[key]]
+    return []
+
+
 def handle_summary(handle: Any) -> dict[str, Any]:
     """What a status page may show of a handle: the provider's ids and, for the adapters'
     handles, requests done of total; never params or payloads. `{}` when nothing is known.
 
     A short string handle (a user's own submit) is the provider's id itself.
     """
-    if isinstance(handle, str):
-        return {"provider_ids": [handle]} if len(handle) <= 200 else {}
-    if not isinstance(handle, Mapping):
-        return {}
-    parts = handle.get("parts")
-    if handle.get("v") == 1 and isinstance(parts, list):
-        ids: list[str] = []
+    ids = provider_ids(handle)
+    summary: dict[str, Any] = {"provider_ids": ids[-MAX_SHOWN_IDS:]} if ids else {}
+    parts = handle.get("parts") if isinstance(handle, Mapping) else None
+    if isinstance(handle, Mapping) and handle.get("v") == 1 and isinstance(parts, list):
+        summary.setdefault("provider_ids", [])
         done = len(handle.get("pre") or [])
         for part in parts:
-            if not isinstance(part, Mapping):
-                continue
-            ran = part.get("batches") or ([part["batch"]] if part.get("batch") else [])
-            ids += [b for b in ran if isinstance(b, str) and b not in ids]
-            if part.get("state") in ("done", "failed"):
+            if isinstance(part, Mapping) and part.get("state") in ("done", "failed"):
                 done += len(part.get("ids") or [])
-        summary: dict[str, Any] = {"provider_ids": ids[-MAX_SHOWN_IDS:]}
         if isinstance(handle.get("n"), int):
             summary |= {"done": done, "total": handle["n"]}
-        return summary
-    for key in ("provider_batch_id", "batch_id", "id"):
-        if isinstance(handle.get(key), str) and len(handle[key]) <= 200:
-            return {"provider_ids": [handle[key]]}
-    return {}
+    return summary

@@ -39,6 +39,8 @@ class BatchProfile:
     max_requests_per_file: int = 50_000
     max_bytes_per_file: int = 200 * 1024 * 1024
     expires: bool = True
+    file_lifetimes: bool = False
+    """Takes `expires_after` on uploads and `output_expires_after` on batch creation."""
     """Whether a batch not done within its window ends `expired` (its rows then resubmitted);
     Azure lets such a batch run on instead."""
     path_prefix: str = ""
@@ -69,7 +71,7 @@ class BatchProfile:
         return f"{self.name} batches run only {', '.join(self.endpoints)}, not {url}"
 
 
-OPENAI = BatchProfile(name="OpenAI")
+OPENAI = BatchProfile(name="OpenAI", file_lifetimes=True)
 AZURE_OPENAI = BatchProfile(name="Azure OpenAI", expires=False, path_prefix="/openai")
 """`model` is the global-batch deployment's name; its enqueued-token quota is per deployment."""
 GROQ = BatchProfile(name="Groq", endpoints=("/v1/chat/completions",), max_window_h=7 * 24)

@@ -1,6 +1,6 @@
-"""Offline test doubles for your own tests: the OpenAI and Anthropic Batch API emulator and a
-thread server for it, a real `langgraph dev` runner, an in-process fake provider, and the
-pytest plugin (`batch_bridge.testing.pytest_plugin`, registered on install).
+"""Offline test doubles for your own tests: the OpenAI, Anthropic and Gemini batch API
+emulator and a thread server for it, a real `langgraph dev` runner, an in-process fake
+provider, and the pytest plugin (`batch_bridge.testing.pytest_plugin`, registered on install).
 
 ```python
 from batch_bridge.testing import Emulator, EmulatorServer, FakeProvider

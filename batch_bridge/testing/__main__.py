@@ -119,6 +119,20 @@ def _knob_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "(408, 409, 429, 500, 502, 503, 504; 0 drops the connection) without acting; "
     "repeatable, queued per route. While running: POST /_emulator/faults.",
 )
+@click.option(
+    "--webhook-url",
+    default=None,
+    metavar="URL",
+    help="Post a signed batch.completed/failed/expired/cancelled event here as each batch "
+    "ends, e.g. http://127.0.0.1:2024/batch-bridge/webhooks/openai (needs --webhook-secret).",
+)
+@click.option(
+    "--webhook-secret",
+    default=None,
+    envvar="OPENAI_WEBHOOK_SECRET",
+    metavar="whsec_...",
+    help="The signing secret (default: $OPENAI_WEBHOOK_SECRET), as the bridge's deployment has it.",
+)
 @_knob_options
 def main(
     host: str,
@@ -126,6 +140,8 @@ def main(
     log_level: str,
     profile: str,
     faults: tuple[tuple[str, int, int], ...],
+    webhook_url: str | None,
+    webhook_secret: str | None,
     **knobs: float | None,
 ) -> None:
     """Serve the offline OpenAI Batch API emulator until interrupted.
@@ -135,7 +151,14 @@ def main(
     """
     try:
         chosen: dict[str, Any] = {k: v for k, v in knobs.items() if v is not None}
-        emulator = Emulator(profile=PROFILES[profile], **chosen)
+        if webhook_url and not webhook_secret:
+            raise ValueError("--webhook-url needs --webhook-secret (or OPENAI_WEBHOOK_SECRET)")
+        emulator = Emulator(
+            profile=PROFILES[profile],
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            **chosen,
+        )
         for route, status, times in faults:
             emulator.add_fault(route, status=status, times=times)
     except (TypeError, ValueError) as exc:

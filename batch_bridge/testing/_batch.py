@@ -197,6 +197,9 @@ class BatchRecord:
     output_file_id: str | None = None
     error_file_id: str | None = None
     files_written: bool = False
+    output_expires_after_s: float | None = None
+    """The batch's `output_expires_after`: its output and error files expire this long after
+    they are written."""
     _results: dict[str, list[dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
 
     @property

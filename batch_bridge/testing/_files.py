@@ -14,11 +14,30 @@ from starlette.responses import Response
 
 from batch_bridge.testing._http import ApiError, page, reply
 
-__all__ = ["FileStore", "StoredFile"]
+__all__ = ["FileStore", "StoredFile", "expiry_s"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 _UPLOAD_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
+_LIFETIME_S = (3600, 30 * 86400)
+
+
+def expiry_s(raw: Any, param: str) -> float | None:
+    """Seconds of an `expires_after` / `output_expires_after` policy, checked as the API does
+    (`{"anchor": "created_at", "seconds": 3600..2592000}`); None when absent."""
+    if raw is None:
+        return None
+    anchor = raw.get("anchor") if isinstance(raw, dict) else None
+    if anchor != "created_at":
+        raise ApiError(400, f"{param}.anchor must be 'created_at'.", param=f"{param}.anchor")
+    try:
+        seconds = int(raw.get("seconds"))
+    except (TypeError, ValueError):
+        seconds = -1
+    if not _LIFETIME_S[0] <= seconds <= _LIFETIME_S[1]:
+        message = f"{param}.seconds must be between 3600 and 2592000, got {raw.get('seconds')!r}."
+        raise ApiError(400, message, param=f"{param}.seconds")
+    return float(seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +49,7 @@ class StoredFile:
     purpose: str
     data: bytes
     created: float
+    expires_after_s: float | None = None
 
     def view(self) -> dict[str, Any]:
         """The File object as the API returns it."""
@@ -42,7 +62,9 @@ class StoredFile:
             "purpose": self.purpose,
             "status": "processed",
             "status_details": None,
-            "expires_at": None,
+            "expires_at": (
+                None if self.expires_after_s is None else int(self.created + self.expires_after_s)
+            ),
         }
 
 
@@ -70,8 +92,17 @@ class FileStore:
             "GET /v1/files/{file_id}/content": self._content,
         }
 
-    def store(self, filename: str, purpose: str, data: bytes, now: float) -> StoredFile:
-        stored = StoredFile("file-" + uuid.uuid4().hex[:24], filename, purpose, data, now)
+    def store(
+        self,
+        filename: str,
+        purpose: str,
+        data: bytes,
+        now: float,
+        expires_after_s: float | None = None,
+    ) -> StoredFile:
+        stored = StoredFile(
+            "file-" + uuid.uuid4().hex[:24], filename, purpose, data, now, expires_after_s
+        )
         self.files[stored.id] = stored
         return stored
 
@@ -93,12 +124,14 @@ class FileStore:
                 raise ApiError(400, "Missing required parameter: 'file'.", param="file")
             data = await upload.read()
             filename = upload.filename or "upload"
+            policy = {k: form.get(f"expires_after[{k}]") for k in ("anchor", "seconds")}
+            lifetime = expiry_s(policy if any(policy.values()) else None, "expires_after")
         limit = self._max_bytes()
         if len(data) > limit:
             message = f"File is too large: {len(data)} bytes; the maximum is {limit} bytes."
             raise ApiError(400, message, param="file", code="file_too_large")
         with self._lock:
-            stored = self.store(filename, purpose, data, self._clock())
+            stored = self.store(filename, purpose, data, self._clock(), lifetime)
             self.uploaded += 1
         return reply(stored.view())
 

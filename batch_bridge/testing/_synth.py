@@ -287,15 +287,12 @@ SERVICE_TIERS = ("auto", "default", "flex", "priority", "scale")
 
 def _service_tier(body: dict[str, Any]) -> str:
     """The tier that answered: the one asked for ("auto" answers on "default")."""
-    tier = body.get("service_tier")
-    if tier is None or tier == "auto":
-        return "default"
-    if tier not in SERVICE_TIERS:
-        raise InvalidRequest(
-            f"Invalid value for 'service_tier': {tier!r}; one of {', '.join(SERVICE_TIERS)}.",
-            param="service_tier",
-        )
-    return str(tier)
+    tier = body.get("service_tier") or "auto"
+    if tier in SERVICE_TIERS:
+        return "default" if tier == "auto" else str(tier)
+    choices = ", ".join(SERVICE_TIERS)
+    message = f"Invalid value for 'service_tier': {tier!r}; one of {choices}."
+    raise InvalidRequest(message, param="service_tier")
 
 
 def _response(body: dict[str, Any], key: str, now: int) -> dict[str, Any]:

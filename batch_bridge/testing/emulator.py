@@ -1,4 +1,5 @@
-"""An offline stand-in for the OpenAI Files, Batch and plain model endpoints.
+"""An offline stand-in for the OpenAI Files, Batch and plain model endpoints (the Anthropic
+and Gemini routes live in `_anthropic` and `_gemini`, mounted on the same app).
 
 It speaks the HTTP the `openai` SDK speaks, so provider code can be tested end to end
 without a network or a key, and it can be told to misbehave the ways the real Batch API
@@ -36,7 +37,8 @@ from batch_bridge.testing._batch import (
     token_limit_error,
 )
 from batch_bridge.testing._faults import Faults
-from batch_bridge.testing._files import FileStore
+from batch_bridge.testing._files import FileStore, expiry_s
+from batch_bridge.testing._gemini import GeminiRoutes
 from batch_bridge.testing._http import (
     EXCEPTION_HANDLERS,
     ApiError,
@@ -48,6 +50,7 @@ from batch_bridge.testing._http import (
 from batch_bridge.testing._http import metadata as metadata_of
 from batch_bridge.testing._knobs import Knobs
 from batch_bridge.testing._synth import ENDPOINTS, synthesize
+from batch_bridge.testing._webhooks import WebhookSender
 
 __all__ = ["Emulator"]
 
@@ -89,6 +92,8 @@ class Emulator:
         *,
         clock: Callable[[], float] = time.time,
         profile: BatchProfile = OPENAI,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
         **knobs: float | None,
     ):
         limits = {
@@ -117,9 +122,16 @@ class Emulator:
             "POST /v1/batches/{batch_id}/cancel": self._cancel_batch,
             **{f"POST {path}": self._sync_endpoint(path) for path in ENDPOINTS},
         }
+        self.retrievals: list[tuple[str, float]] = []
+        """(batch id, wall-clock time) of every `GET /v1/batches/{id}`: what polling costs."""
+        self.webhooks = WebhookSender(webhook_url, webhook_secret)
+        """Batch webhooks, opt in: a target URL and a `whsec_` secret (`testing._webhooks`)."""
         self.anthropic = AnthropicRoutes(knobs=lambda: self.knobs, clock=self._clock)
         """The Anthropic Message Batches and Messages routes (see `_anthropic`)."""
         self._handlers.update(self.anthropic.handlers())
+        self.gemini = GeminiRoutes(knobs=lambda: self.knobs, clock=self._clock)
+        """The Gemini Batch Mode, Files and generateContent routes (see `_gemini`)."""
+        self._handlers.update(self.gemini.handlers())
         self.app = self._build_app()
 
     @property
@@ -178,7 +190,8 @@ class Emulator:
           (each valid line, once per batch creation); `accepted`: the same, counting only
           batches that passed validation, i.e. that ran or will run the line;
         - `anthropic`: the same figures for the Anthropic routes (`batches`,
-          `batches_by_status`, `requests`, `submitted`).
+          `batches_by_status`, `requests`, `submitted`); `gemini`: the Gemini routes'
+          (see `GeminiRoutes.stats`).
         """
         with self._lock:
             now = self._clock()
@@ -207,6 +220,8 @@ class Emulator:
                 "submitted": dict(submitted),
                 "accepted": dict(accepted),
                 "anthropic": self.anthropic.stats(),
+                "webhooks_sent": len(self.webhooks.sent),
+                "gemini": self.gemini.stats(),
             }
 
     def _build_app(self) -> Starlette:
@@ -253,12 +268,13 @@ class Emulator:
         if record.files_written or not record.files_due(now):
             return
         output, errors = record.result_files(record.status(now))
+        life = record.output_expires_after_s
         if output is not None:
             name = f"batch_{record.id}_output.jsonl"
-            record.output_file_id = self._files.store(name, "batch_output", output, now).id
+            record.output_file_id = self._files.store(name, "batch_output", output, now, life).id
         if errors is not None:
             name = f"batch_{record.id}_error.jsonl"
-            record.error_file_id = self._files.store(name, "batch_output", errors, now).id
+            record.error_file_id = self._files.store(name, "batch_output", errors, now, life).id
         record.files_written = True
 
     async def _create_batch(self, request: Request) -> Response:
@@ -269,6 +285,7 @@ class Emulator:
         knobs, metadata = _batch_knobs(
             self.profile, self.knobs, endpoint, window, body.get("metadata")
         )
+        output_life = expiry_s(body.get("output_expires_after"), "output_expires_after")
         with self._lock:
             stored = self._files.get(input_file_id)
             if stored.purpose != "batch":
@@ -298,9 +315,11 @@ class Emulator:
                 created=now,
                 parsed=parsed,
                 errors=errors,
+                output_expires_after_s=output_life,
             )
             self._batches[record.id] = record
             view = record.view(now, upto="validating")
+        self.webhooks.watch(lambda: self._batches, self._clock, self._lock)
         if knobs.hang_creates_s:
             await asyncio.sleep(knobs.hang_creates_s)
         return reply(view)
@@ -313,6 +332,7 @@ class Emulator:
         with self._lock:
             record = self._batch(request.path_params["batch_id"])
             now = self._clock()
+            self.retrievals.append((record.id, time.time()))
             self._write_results(record, now)
             return reply(record.view(now))
 

@@ -4,6 +4,7 @@
 - `openai_env`: points OPENAI_BASE_URL / OPENAI_API_KEY at it for one test, so code that
   builds `AsyncOpenAI()` from the environment (and servers it starts) talks to the emulator.
 - `anthropic_env`: the same for ANTHROPIC_BASE_URL / ANTHROPIC_API_KEY and `AsyncAnthropic()`.
+- `gemini_env`: the same for GOOGLE_GEMINI_BASE_URL / GEMINI_API_KEY and `genai.Client()`.
 - `fake_provider`: a fresh in-process `FakeProvider` for one test
   (`Bridge(submit=fake_provider.submit, poll=fake_provider.poll)`), echoing each item at once.
 """
@@ -44,6 +45,16 @@ def anthropic_env(
 ) -> EmulatorServer:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", batch_api_emulator.anthropic_base_url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "emulator")
+    return batch_api_emulator
+
+
+@pytest.fixture
+def gemini_env(
+    batch_api_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> EmulatorServer:
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)  # it would win over GEMINI_API_KEY
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", batch_api_emulator.gemini_base_url)
+    monkeypatch.setenv("GEMINI_API_KEY", "emulator")
     return batch_api_emulator
 
 

@@ -97,6 +97,11 @@ class EmulatorServer:
         """The Anthropic `base_url`: the root itself (the SDK adds `/v1/messages...`)."""
         return self.url
 
+    @property
+    def gemini_base_url(self) -> str:
+        """The `google-genai` `HttpOptions(base_url=...)`: the root plus `/gemini`."""
+        return self.url + "/gemini"
+
     def start(self) -> EmulatorServer:
         """Bind, start serving and wait until uvicorn accepts connections."""
         if self._thread is not None:

@@ -150,6 +150,14 @@ def test_demo_through_anthropic_message_batches_needs_no_key():
     assert "anthropic emulator at" in done.stdout and "Echo:" in done.stdout
 
 
+def test_demo_through_gemini_batch_mode_needs_no_key_and_prices_its_tokens():
+    done = run("demo", "--provider", "gemini", "--threads", "8", timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "8 (8 ok, 0 failed)" in done.stdout
+    assert "gemini emulator at" in done.stdout and "Echo:" in done.stdout
+    assert "(50%)" in done.stdout  # gemini-2.5-flash is priced: Batch Mode halves it
+
+
 def test_demo_whose_server_cannot_start_names_the_cause_and_keeps_the_log(tmp_path):
     config = tmp_path / "langgraph.json"
     graphs = {"bridge": f"{ROOT}/graphs/bridge.py:no_such_bridge", "agent": "graphs/agent.py:graph"}

@@ -38,6 +38,7 @@ PUBLIC = [
     "batch_bridge",
     "batch_bridge.providers.openai",
     "batch_bridge.providers.anthropic",
+    "batch_bridge.providers.gemini",
     "batch_bridge.integrations.langchain",
     "batch_bridge.testing",
     "batch_bridge.http",

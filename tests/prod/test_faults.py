@@ -9,9 +9,8 @@ answer (or a named error), and nothing lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +57,6 @@ def emulator() -> Iterator[EmulatorServer]:
 
 
 @pytest.fixture(scope="module")
-def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("faults")
-    path.chmod(0o777)
-    return path
-
-
-@pytest.fixture(scope="module")
 def engine(
     tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorServer, fault_dir: Path
 ) -> Iterator[ProdEngine]:
@@ -78,29 +70,6 @@ def engine(
     )
     yield engine
     engine.stop()
-
-
-@pytest.fixture
-async def reviver(engine: ProdEngine) -> AsyncIterator[list[int]]:
-    """Restart any worker that died, as the platform would; yields the restart log."""
-    restarted: list[int] = []
-
-    async def loop() -> None:
-        while True:
-            for i, pid in enumerate(engine.pids):
-                if pid is None:
-                    await asyncio.to_thread(engine.restart, i)
-                    restarted.append(i)
-            await asyncio.sleep(0.2)
-
-    task = asyncio.create_task(loop())
-    yield restarted
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    for i, pid in enumerate(engine.pids):
-        if pid is None:
-            engine.restart(i)
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,8 @@ import httpx
 
 from batch_bridge.testing.devserver import free_port
 
+REPO = Path(__file__).resolve().parents[2]
+
 __all__ = ["ProdEngine"]
 
 # What `langgraph dev` hands uvicorn: without it the runtime's own (structlog) lines are lost.
@@ -146,6 +148,11 @@ class ProdEngine:
     def pids(self) -> list[int | None]:
         """Worker process ids; None for a worker that is not running."""
         return [p.pid if p is not None and p.poll() is None else None for p in self._workers]
+
+    @property
+    def service_pids(self) -> list[int]:
+        """PostgreSQL's and Redis's processes as started (their children hold the work)."""
+        return [p.pid for p in (self._postgres, self._redis) if p is not None and p.poll() is None]
 
     def log_path(self, i: int) -> Path:
         return self.workdir / f"worker-{i}.log"
@@ -339,8 +346,18 @@ class ProdEngine:
             "N_JOBS_PER_WORKER": str(self.jobs),
             "ALLOW_PRIVATE_NETWORK": "true",  # as `langgraph dev` sets it
             "LOG_COLOR": "false",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
             **self.env,
         }
+
+    @property
+    def asgi_app(self) -> str:
+        """The stock app; with custom routes, behind the lifespan fix of `pgapp`."""
+        return (
+            "tests.support.pgapp:app"
+            if "LANGGRAPH_HTTP" in self.env
+            else "langgraph_api.server:app"
+        )
 
     def _start_worker(self, i: int) -> None:
         log_config = self.workdir / "logging.json"
@@ -348,7 +365,7 @@ class ProdEngine:
         with self.log_path(i).open("ab") as log:  # appended: a restart keeps the crash's log
             process = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "uvicorn", "langgraph_api.server:app"),
+                    *(sys.executable, "-m", "uvicorn", self.asgi_app),
                     *("--host", "127.0.0.1", "--port", str(self.ports[i])),
                     *("--no-access-log", "--log-config", str(log_config)),
                 ],

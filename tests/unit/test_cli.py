@@ -205,7 +205,7 @@ def test_demo_provider_picks_its_default_model(monkeypatch: pytest.MonkeyPatch) 
         ("anthropic", "claude-haiku-4-5"),
         ("openai", "gpt-4o-mini"),
     ]
-    line = assert_one_error_line(invoke("demo", "--provider", "gemini"), 2)
+    line = assert_one_error_line(invoke("demo", "--provider", "mistral"), 2)
     assert "--provider" in line
 
 

@@ -236,7 +236,9 @@ def test_script_mode_answers_identical_items_once_each():
     def poll(handle: int) -> list[Any]:
         return [{"echo": item} for item in submitted[handle]]
 
-    bridge = Bridge(submit=submit, poll=poll, max_batch_size=4, dedupe=True, name="dedupe_local")
+    bridge = Bridge(
+        submit=submit, poll=poll, max_batch_size=4, dedupe=True, name="dedupe_local", first_poll=0
+    )
     futures = [bridge._local().submit(item) for item in ITEMS_IN]
     results = [f.result(timeout=30) for f in futures]
     bridge._local().close()

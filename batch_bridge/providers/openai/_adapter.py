@@ -47,7 +47,7 @@ from batch_bridge.providers.openai._parts import (
     resubmit,
 )
 from batch_bridge.providers.openai._retries import create_batch
-from batch_bridge.providers.openai._settings import OpenAISettings
+from batch_bridge.providers.openai._settings import DEFAULT_FILE_LIFETIME_S, OpenAISettings
 from batch_bridge.types import FallbackAnswer
 
 __all__ = ["OpenAIBatch"]
@@ -75,6 +75,11 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
     Output and error files are deleted by a poll that comes `delete_results_after_s`
     after their results were returned (None keeps them): the bridge polls a handle again
     if it failed to record its results, and then needs them.
+
+    `file_lifetime_s` (default a week; None: the provider's 30 days) is set as the expiry of
+    every input file (`expires_after`) and of each batch's output and error files
+    (`output_expires_after`) where the profile takes them (OpenAI): `release` deletes them
+    once the results are recorded, and the expiry is the backstop when it never runs.
 
     `profile` names the service behind the client's `base_url` (`OPENAI`, `AZURE_OPENAI`,
     `GROQ`, `TOGETHER`): its file limits are the defaults (a larger setting is refused),
@@ -113,6 +118,7 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
         timeout_s: float | None = 120.0,
         lookback_s: float = 48 * 3600.0,
         delete_results_after_s: float | None = 600.0,
+        file_lifetime_s: int | None = DEFAULT_FILE_LIFETIME_S,
     ) -> None:
         settings = OpenAISettings(
             profile=profile,
@@ -126,9 +132,10 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
             timeout_s=timeout_s,
             lookback_s=lookback_s,
             delete_results_after_s=delete_results_after_s,
+            file_lifetime_s=file_lifetime_s,
         )
         super().__init__(client, settings)
-        self._files = Files(lambda: self.client, self._quiet_client)
+        self._files = Files(lambda: self.client, self._quiet_client, settings.expires_after())
 
     def _new_client(self, **options: Any) -> openai.AsyncOpenAI:
         try:
@@ -257,6 +264,7 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
             part,
             window=self.completion_window,
             metadata=self.metadata,
+            output_expires_after=self.settings.expires_after(),
         )
         return {"batch": batch.id, "file": batch.input_file_id, "gate": 0}
 

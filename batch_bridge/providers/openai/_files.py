@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import openai
 from openai.types import Batch, FileObject
@@ -27,9 +28,13 @@ class Files:
         self,
         client: Callable[[], openai.AsyncOpenAI],
         quiet: Callable[[], openai.AsyncOpenAI],
+        expires_after: Mapping[str, Any] | None = None,
     ) -> None:
         self._client = client
         self._quiet = quiet
+        self._lifetime: dict[str, Any] = (
+            {} if expires_after is None else {"expires_after": dict(expires_after)}
+        )
 
     async def upload(self, earlier: Earlier, name: str, content: bytes) -> str:
         """The id of an input file with this name and content: found, or uploaded now."""
@@ -39,7 +44,7 @@ class Files:
 
         async def create(client: openai.AsyncOpenAI) -> FileObject:
             return await client.files.create(
-                file=(name, content, "application/jsonl"), purpose="batch"
+                file=(name, content, "application/jsonl"), purpose="batch", **self._lifetime
             )
 
         uploaded = await create_once(

@@ -11,7 +11,7 @@ import asyncio
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import openai
 from openai.types import Batch
@@ -107,6 +107,7 @@ async def create_batch(
     *,
     window: str,
     metadata: Mapping[str, str],
+    output_expires_after: Mapping[str, Any] | None = None,
 ) -> Batch:
     """The batch of this part and attempt: found, or created once from its input file."""
     origin, attempt = part["origin"], part["attempt"]
@@ -114,12 +115,17 @@ async def create_batch(
     if found is not None:
         return found
 
+    lifetime: dict[str, Any] = (
+        {} if output_expires_after is None else {"output_expires_after": output_expires_after}
+    )
+
     async def create(client: openai.AsyncOpenAI) -> Batch:
         return await client.batches.create(
             completion_window=window,  # type: ignore[arg-type]
             endpoint=part["url"],
             input_file_id=part["file"],
             metadata={**metadata, **tags(earlier.key, origin, attempt)},
+            **lifetime,
         )
 
     return await create_once(

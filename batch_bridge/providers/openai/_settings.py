@@ -13,6 +13,12 @@ from batch_bridge.providers.openai._lookup import MAX_USER_METADATA
 
 __all__ = ["OpenAISettings"]
 
+DEFAULT_FILE_LIFETIME_S = 7 * 86400
+"""Input and output files expire at the provider a week after they are made: far beyond a
+batch's 24 h window and the bridge's reading of the output (`release` deletes them at once
+when it runs), so a crashed or removed bridge leaves nothing for the default 30 days."""
+MIN_FILE_LIFETIME_S, MAX_FILE_LIFETIME_S = 3600, 30 * 86400
+
 
 @dataclass(frozen=True, kw_only=True)
 class OpenAISettings(Settings):
@@ -25,6 +31,7 @@ class OpenAISettings(Settings):
     enqueued_token_budget: int | dict[str, int] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     lookback_s: float = 48 * 3600.0
+    file_lifetime_s: int | None = DEFAULT_FILE_LIFETIME_S
 
     def __post_init__(self) -> None:
         profile = self.profile
@@ -52,6 +59,7 @@ class OpenAISettings(Settings):
         self._check_budget()
         check_non_negative(lookback_s=self.lookback_s)
         self._check_metadata()
+        self._check_lifetime()
         self._set("lookback_s", float(self.lookback_s))
         super().__post_init__()
 
@@ -81,6 +89,25 @@ class OpenAISettings(Settings):
                 f"adds three), got {metadata!r}"
             )
         self._set("metadata", dict(metadata))
+
+    def _check_lifetime(self) -> None:
+        life = self.file_lifetime_s
+        if life is not None and (
+            isinstance(life, bool)
+            or not isinstance(life, int)
+            or not MIN_FILE_LIFETIME_S <= life <= MAX_FILE_LIFETIME_S
+        ):
+            raise ConfigError(
+                f"file_lifetime_s must be whole seconds from {MIN_FILE_LIFETIME_S} (1 hour) to "
+                f"{MAX_FILE_LIFETIME_S} (30 days), or None, got {life!r}"
+            )
+
+    def expires_after(self) -> dict[str, Any] | None:
+        """The provider's expiry policy for input and output files; None where the service
+        takes none (or `file_lifetime_s=None`: its default, 30 days for batch files)."""
+        if self.file_lifetime_s is None or not self.profile.file_lifetimes:
+            return None
+        return {"anchor": "created_at", "seconds": self.file_lifetime_s}
 
     def budget(self, model: str) -> int | None:
         """The enqueued-token budget of one model, None for no limit."""
