@@ -38,6 +38,12 @@ FALLBACK_USAGE_PREFIX = "fallback:"
 """Usage aggregates of fallback items are keyed like this plus the item key (written once)."""
 
 
+def _as_item_error(error: BaseException) -> BatchItemError:
+    if isinstance(error, BatchItemError):
+        return error
+    return BatchItemError(f"{type(error).__name__}: {error}", code=getattr(error, "code", None))
+
+
 def transient(exc: BaseException) -> bool:
     """A timeout or a `ProviderError` marked retryable: a later call may succeed."""
     return isinstance(exc, TimeoutError) or (isinstance(exc, ProviderError) and exc.retryable)
@@ -144,6 +150,9 @@ class Fallbacks:
             return
         if not isinstance(answer, FallbackAnswer):
             answer = FallbackAnswer(answer)
+        if isinstance(answer.value, BaseException):  # a row error, as a poll returns one
+            await self._failed(record, _as_item_error(answer.value))
+            return
         envelope = ok(answer.value)
         envelope["fallback"] = {"route": answer.route, "billed": answer.billed}
         record.usage = self._cost(envelope, answer) if envelope.get("ok") else None

@@ -22,7 +22,7 @@ from batch_bridge._store import BATCHES, ItemRecord, Ledger
 from batch_bridge._usage import USAGE
 from batch_bridge.bridge.calls import Provider
 from batch_bridge.bridge.tick import Tick
-from batch_bridge.errors import ProviderError
+from batch_bridge.errors import BatchItemError, ProviderError
 from batch_bridge.http import bridge_status
 from batch_bridge.providers.anthropic import AnthropicBatch, wrap_anthropic
 from batch_bridge.providers.openai import BatchedAsyncOpenAI, OpenAIBatch
@@ -243,6 +243,34 @@ async def test_a_transient_failure_is_tried_again_and_a_permanent_one_fails_the_
     assert got["ok"] is False and got["error"]["type"] == "BatchItemError"
     assert "no such model" in got["error"]["message"]
     assert len(normal.calls) == 2 and len(client.runs.resumes) == 1
+
+
+async def test_a_row_error_returned_by_the_fallback_reaches_its_caller_once():
+    """A fallback may return an exception, as a poll returns one per failed row (Gemini's
+    does for a request refused for good): the caller gets it, once, and nothing retries."""
+    store, client, clock, provider = InMemoryStore(), FakeClient(), Clock(), NeverDone()
+    ledger = Ledger(store, "bridge")
+    calls: list[Any] = []
+
+    async def refuses(item: Any) -> BatchItemError:
+        calls.append(item)
+        return BatchItemError("the model refused this request", code="400")
+
+    record = queued("t1", {"q": 1}, clock.now - 10)
+    record.deadline_at = clock.now + 1
+    await waiting(ledger, client, record)
+    state = await make(store, client, clock, provider, refuses).run({}, "run-1")
+    clock.now += 2
+    state = await make(store, client, clock, provider, refuses).run(state, "run-2")
+    clock.now += 30
+    await make(store, client, clock, provider, refuses).run(state, "run-3")
+    got = resumed(client)["t1"]
+    assert got["ok"] is False and got["error"] == {
+        "type": "BatchItemError",
+        "message": "the model refused this request",
+        "code": "400",
+    }
+    assert len(calls) == 1 and len(client.runs.resumes) == 1
 
 
 async def test_a_deadline_without_a_fallback_function_fails_the_caller_clearly():
