@@ -3,8 +3,9 @@
 import contextlib
 
 from batch_bridge._batcher import Batcher, Bridge
-from batch_bridge._client import cancel_batch, delete_crons, ensure_cron, result
+from batch_bridge._client import result
 from batch_bridge._constants import bridge_thread_id
+from batch_bridge._operate import cancel_batch, delete_crons, ensure_cron
 from batch_bridge._prices import ModelPrice
 from batch_bridge._usage import ModelUsage, UsageSummary, usage
 from batch_bridge._wait import wait, wait_sync
@@ -19,7 +20,7 @@ from batch_bridge.errors import (
     UnknownBatchError,
     WaitOutsideGraphError,
 )
-from batch_bridge.types import Pending
+from batch_bridge.types import FallbackAnswer, Pending
 
 __all__ = [
     "BatchBridgeError",
@@ -29,6 +30,7 @@ __all__ = [
     "Batcher",
     "Bridge",
     "ConfigError",
+    "FallbackAnswer",
     "ModelPrice",
     "ModelUsage",
     "Pending",

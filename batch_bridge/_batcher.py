@@ -40,7 +40,15 @@ from batch_bridge._wait import wait, wait_sync
 from batch_bridge.bridge.calls import CancelFunc, Provider, accepts_idempotency_key
 from batch_bridge.bridge.graph import build_bridge_graph
 from batch_bridge.bridge.local import LocalRunner
-from batch_bridge.types import FlushPolicy, PollFunc, ShouldFlushFunc, SubmitFunc, _seconds
+from batch_bridge.types import (
+    FallbackFunc,
+    FlushPolicy,
+    PollFunc,
+    ShouldFlushFunc,
+    SubmitFunc,
+    _seconds,
+    max_wait_seconds,
+)
 
 __all__ = ["Batcher", "Bridge"]
 
@@ -109,6 +117,14 @@ def _in_server_graph() -> bool:
     return config.get("configurable", {}).get("__pregel_checkpointer") is not None
 
 
+def _check_hooks(**hooks: Any) -> None:
+    if not callable(hooks.pop("submit")) or not callable(hooks.pop("poll")):
+        raise TypeError("submit and poll must be callables (sync or async).")
+    for hook, func in hooks.items():
+        if func is not None and not callable(func):
+            raise TypeError(f"{hook} must be a callable (sync or async) or None.")
+
+
 class Bridge:
     """A bridge: the flush rule plus the provider's submit/poll, usable three ways.
 
@@ -137,6 +153,9 @@ class Bridge:
     `usage_retention` is how long per-item cost records (per-thread sums) are kept.
     `dedupe=True` sends identical items flushed together to the provider once and gives
     each caller its own copy of the result (off by default: sampling may differ per call).
+    `fallback(item)` answers one item through the provider's normal API (the adapters'
+    `fallback`) once it has waited `max_wait` (seconds or a timedelta; a caller's own
+    `wait(..., max_wait=)` wins) without its batch answering; see docs/reliability.md.
 
     Register it in langgraph.json under the name callers pass to `wait(..., batcher=NAME)`.
     """
@@ -160,22 +179,19 @@ class Bridge:
         prices: Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
         usage_retention: timedelta | float = _DEFAULT_USAGE_RETENTION,
         dedupe: bool = False,
+        max_wait: timedelta | float | None = None,
+        fallback: FallbackFunc | None = None,
         first_poll: timedelta | float = _DEFAULT_FIRST_POLL,
         poll_backoff: timedelta | float = _DEFAULT_BACKOFF,
         max_poll_interval: timedelta | float = _DEFAULT_MAX_POLL,
         webhooks: bool = False,
         safety_poll: timedelta | float = _DEFAULT_SAFETY_POLL,
     ) -> None:
-        if not callable(submit) or not callable(poll):
-            raise TypeError("submit and poll must be callables (sync or async).")
-        for hook, func in (("cancel", cancel), ("release", release)):
-            if func is not None and not callable(func):
-                raise TypeError(f"{hook} must be a callable (sync or async) or None.")
+        _check_hooks(submit=submit, poll=poll, cancel=cancel, release=release, fallback=fallback)
         self.submit_func = submit
         self.poll_func = poll
-        self.provider = Provider(
-            submit, poll, cancel, accepts_idempotency_key(submit), release=release
-        )
+        keyed = accepts_idempotency_key(submit)
+        self.provider = Provider(submit, poll, cancel, keyed, release=release, fallback=fallback)
         self.reliability = dataclasses.replace(
             _reliability(provider_timeout, delivery_horizon, poll_error_horizon, safety_cron),
             usage_retention_s=_positive(usage_retention, "usage_retention"),
@@ -195,6 +211,7 @@ class Bridge:
                 poll_interval=poll_interval,
             ),
             dedupe=dedupe,
+            max_wait_s=max_wait_seconds(max_wait),
             polling=None if poll_interval is not None else schedule,
         )
         self._graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
@@ -230,20 +247,21 @@ class Bridge:
         On a server, read them with `batch_bridge.usage(client, thread_id, bridge=NAME)`."""
         return self._local().usage()
 
-    def submit(self, item: Any) -> Any:
+    def submit(self, item: Any, *, max_wait: timedelta | float | None = None) -> Any:
         """Return `item`'s result: in a sync graph node via the bridge, elsewhere in-process.
 
         In a node the thread is interrupted and the node re-runs from the top on resume.
+        `max_wait` overrides the bridge's for this item.
         """
         if _in_server_graph():
-            return wait_sync(item, batcher=self.name)
-        return self._local().submit(item).result()
+            return wait_sync(item, batcher=self.name, max_wait=max_wait)
+        return self._local().submit(item, max_wait_seconds(max_wait)).result()
 
-    async def asubmit(self, item: Any) -> Any:
+    async def asubmit(self, item: Any, *, max_wait: timedelta | float | None = None) -> Any:
         """Awaitable `submit`, for async nodes and async scripts."""
         if _in_server_graph():
-            return await wait(item, batcher=self.name)
-        return await asyncio.wrap_future(self._local().submit(item))
+            return await wait(item, batcher=self.name, max_wait=max_wait)
+        return await asyncio.wrap_future(self._local().submit(item, max_wait_seconds(max_wait)))
 
 
 class Batcher(Bridge):

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from langgraph.config import get_store
@@ -17,13 +18,16 @@ from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from batch_bridge import _trust
-from batch_bridge._config import DEFAULT_SAFETY_CRON
 from batch_bridge._constants import SERVER_URL_ENV, bridge_thread_id
 from batch_bridge._marker import HINT_SOON_S, TICK_MARKER, hint_needs_tick, tick_marker
 from batch_bridge._store import META, namespace
-from batch_bridge.errors import ConfigError, PlatformError, UnknownBatchError
+from batch_bridge.errors import ConfigError, PlatformError
 
 log = logging.getLogger("batch_bridge")
+
+SCHEDULE_SLACK_S = 1.0
+"""A waiting run due this much after the tick needed still counts (runs start in whole
+seconds)."""
 
 T = TypeVar("T")
 _clients: dict[str | None, LangGraphClient] = {}
@@ -105,52 +109,68 @@ def _kick_kwargs(bridge: str) -> dict[str, Any]:
     }
 
 
-async def kick(client: LangGraphClient, bridge: str, url: str | None) -> None:
+async def kick(
+    client: LangGraphClient, bridge: str, url: str | None, *, early: bool = False
+) -> None:
     """Make sure a tick will run after this item was recorded.
 
     A `reject` run starts a tick on an idle bridge; a 409 means a tick is running or
     scheduled. A running tick may already have read the queue, so unless a run is waiting
     on the thread we queue one behind it: at most a few extra cheap ticks, never a lost item.
+    `early`: the item's deadline comes before the scheduled tick, so a run is queued now
+    whatever waits (the platform starts the earliest due run first).
     """
     kwargs = _kick_kwargs(bridge)
     try:
         await client.runs.create(**kwargs)
     except ConflictError:
-        if not await run_waiting(client, bridge):
+        if early or not await run_waiting(client, bridge):
             await client.runs.create(**{**kwargs, "multitask_strategy": "enqueue"})
     except (NotFoundError, UnprocessableEntityError) as exc:
         raise _missing_bridge(bridge, url) from exc
 
 
-def kick_sync(client: SyncLangGraphClient, bridge: str, url: str | None) -> None:
+def kick_sync(
+    client: SyncLangGraphClient, bridge: str, url: str | None, *, early: bool = False
+) -> None:
     kwargs = _kick_kwargs(bridge)
     try:
         client.runs.create(**kwargs)
     except ConflictError:
         pending = client.runs.list(kwargs["thread_id"], status="pending", limit=10)
-        if not _starts_within(pending, HINT_SOON_S):
+        if early or not _starts_within(pending, HINT_SOON_S):
             client.runs.create(**{**kwargs, "multitask_strategy": "enqueue"})
     except (NotFoundError, UnprocessableEntityError) as exc:
         raise _missing_bridge(bridge, url) from exc
 
 
 async def run_waiting(client: LangGraphClient, bridge: str, within_s: float = HINT_SOON_S) -> bool:
-    """Whether a run is queued on the bridge's thread that starts within `within_s`. A
-    delayed run far off (a webhook bridge's 15-minute safety poll) does not count: new
-    items or a sooner poll must not wait for it."""
+    """Whether a run queued on the bridge's thread is due within `within_s` seconds.
+
+    A run created with `after_seconds` (a scheduled tick) is due at its `created_at`: one due
+    much later (a caller's deadline comes first, or a webhook bridge's 15-minute safety poll)
+    does not stand in for a tick needed sooner."""
     thread_id = bridge_thread_id(bridge)
     return _starts_within(await client.runs.list(thread_id, status="pending", limit=10), within_s)
 
 
 def _starts_within(pending: list[Any], within_s: float) -> bool:
     horizon = time.time() + within_s
-    return any(_started_at(run.get("created_at")) <= horizon for run in pending)
+    return any(_due_at(run) <= horizon for run in pending)
+
+
+def _due_at(run: Any) -> float:
+    """When a pending run may start; an unreadable time counts as now."""
+    try:
+        return datetime.fromisoformat(str(run["created_at"])).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
 
 
 async def schedule_tick(client: LangGraphClient, bridge: str, delay_s: float) -> bool:
-    """Queue the next tick on the bridge's thread unless a run waiting there starts by then."""
+    """Queue the next tick on the bridge's thread unless a run waiting there is due by then."""
     thread_id = bridge_thread_id(bridge)
-    if await run_waiting(client, bridge, within_s=delay_s + HINT_SOON_S):
+    if await run_waiting(client, bridge, delay_s + SCHEDULE_SLACK_S):
         return False
     await client.runs.create(
         thread_id,
@@ -171,23 +191,13 @@ async def tick_for_hint(client: LangGraphClient, store: BaseStore, bridge: str) 
         pending = await client.runs.list(thread_id, status="pending", limit=10)
     except NotFoundError:
         pending = []
-    starts = [_started_at(run.get("created_at")) for run in pending]
+    starts = [_due_at(run) for run in pending]
     if not hint_needs_tick(None if stored is None else stored.value, starts, time.time()):
         return False
     await client.runs.create(
         thread_id, bridge, input={}, multitask_strategy="enqueue", if_not_exists="create"
     )
     return True
-
-
-def _started_at(created_at: Any) -> float:
-    """When a pending run may start: its `created_at`, which a delayed run sets ahead."""
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(str(created_at)).timestamp()
-    except ValueError:
-        return 0.0
 
 
 async def resume(
@@ -242,79 +252,6 @@ async def _last_error(client: LangGraphClient, thread_id: str) -> str:
     return "no error details recorded"
 
 
-async def ensure_cron(
-    client: LangGraphClient,
-    *,
-    bridge: str = "bridge",
-    schedule: str = DEFAULT_SAFETY_CRON,
-    flush: bool = False,
-    multitask_strategy: str = "enqueue",
-) -> str:
-    """Create the bridge's safety-net cron once; returns its id (an existing one if equal).
-
-    A cron with `flush=True` also forces every pending item out on each firing; its runs
-    queue behind a running or scheduled tick (`multitask_strategy="enqueue"`), where the
-    bridge's own safety cron uses "reject": a tick is coming anyway.
-    Seconds use the six-field, seconds-last form: "* * * * * */10" fires every 10 s.
-    """
-    thread_id = bridge_thread_id(bridge)
-    await client.threads.create(thread_id=thread_id, if_exists="do_nothing", graph_id=bridge)
-    payload = {"flush": flush}
-    for cron in await client.crons.search(thread_id=thread_id, limit=100):
-        if cron.get("schedule") == schedule and (cron.get("payload") or {}).get("input") == payload:
-            return str(cron["cron_id"])
-    created = await client.crons.create_for_thread(
-        thread_id, bridge, schedule=schedule, input=payload, multitask_strategy=multitask_strategy
-    )
-    return str(dict(created)["cron_id"])  # typed as a Run, but the API answers a cron
-
-
-async def cancel_batch(client: LangGraphClient, batch_id: str, *, bridge: str = "bridge") -> str:
-    """Cancel one of the bridge's batches at the provider; returns `"cancelling"` or
-    `"cancelled"`.
-
-    Runs on the bridge's thread (input `{"cancel": [batch_id]}`), after any tick running
-    there, so only a client this deployment lets start runs can ask. Rows the provider
-    finished still reach their callers; the others get `BatchCancelledError` naming the
-    batch: once the provider's batch ends (`"cancelling"`), or already (`"cancelled"`: it
-    never reached the provider, or the provider cannot cancel). `batch_id` is the bridge's
-    id (`bb_...`), as its state's `in_flight` shows. Raises `UnknownBatchError` when the
-    bridge holds no such batch (finished already, or another bridge's), `ConfigError` when
-    the deployment has no bridge graph `bridge`.
-    """
-    thread_id = bridge_thread_id(bridge)
-    ask: dict[str, Any] = {"cancel": [batch_id]}
-    try:
-        run = await client.runs.create(
-            thread_id,
-            bridge,
-            input=ask,
-            multitask_strategy="enqueue",
-            if_not_exists="create",
-        )
-    except (NotFoundError, UnprocessableEntityError) as exc:
-        raise _missing_bridge(bridge, None) from exc
-    values = await client.runs.join(thread_id, run["run_id"])
-    record = (values or {}).get("last_cancel") if isinstance(values, dict) else None
-    if not isinstance(record, dict) or record.get("run_id") != run["run_id"]:
-        error = values.get("__error__") if isinstance(values, dict) else None
-        raise PlatformError(f"bridge {bridge!r} did not take the cancel of {batch_id!r}: {error}")
-    outcome = str(record["outcomes"].get(batch_id))
-    if outcome == "unknown":
-        raise UnknownBatchError(
-            f"bridge {bridge!r} holds no batch {batch_id!r}: it finished already, or the id "
-            "is not one of this bridge's (its state's in_flight lists the batches out)"
-        )
-    return outcome
-
-
-async def delete_crons(client: LangGraphClient, *, bridge: str = "bridge") -> int:
-    crons = await client.crons.search(thread_id=bridge_thread_id(bridge), limit=100)
-    for cron in crons:
-        await client.crons.delete(cron["cron_id"])
-    return len(crons)
-
-
 def _local_store() -> BaseStore:
     store = get_store()
     if store is None:
@@ -357,9 +294,9 @@ class BridgeQueue:
         else:
             await self.client.store.delete_item(namespace, key)
 
-    async def wake(self) -> None:
+    async def wake(self, *, early: bool = False) -> None:
         """Make sure a run is pending on the bridge thread, then say so to later callers."""
-        await as_deployment(kick(self.client, self.bridge, self.url))
+        await as_deployment(kick(self.client, self.bridge, self.url, early=early))
         await self.put(
             namespace(self.bridge, META), TICK_MARKER, tick_marker("scheduled", time.time())
         )
@@ -399,6 +336,6 @@ class SyncBridgeQueue:
         else:
             self.client.store.delete_item(namespace, key)
 
-    def wake(self) -> None:
-        kick_sync(self.client, self.bridge, self.url)
+    def wake(self, *, early: bool = False) -> None:
+        kick_sync(self.client, self.bridge, self.url, early=early)
         self.put(namespace(self.bridge, META), TICK_MARKER, tick_marker("scheduled", time.time()))

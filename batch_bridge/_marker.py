@@ -28,22 +28,33 @@ def tick_marker(state: MarkerState, next_at: float | None = None) -> dict[str, A
     return _trust.sign({"state": state, "next_at": next_at, "at": time.time()})
 
 
-def needs_wake(marker: dict[str, Any] | None, now: float) -> bool:
+def needs_wake(marker: dict[str, Any] | None, now: float, deadline_at: float | None = None) -> bool:
     """Whether a caller that has just queued an item must wake the bridge.
 
     A caller that queued its item and then saw "running" or "scheduled" is covered, and only
     callers that find the bridge idle (or a marker gone stale) pay for a wake-up run; such a
     caller leaves a run pending and marks "scheduled" itself, so a burst of callers on an
-    idle bridge costs one wake-up, not one each.
+    idle bridge costs one wake-up, not one each. An item whose deadline (`deadline_at`)
+    comes before the scheduled tick wakes it too (see `wake_early`).
     """
     if marker is not None and not _trust.verify(marker):
         marker = None
     state = marker.get("state") if marker else None
     if state == "scheduled":
-        return now > float((marker or {}).get("next_at") or 0) + OVERDUE_GRACE_S
+        next_at = float((marker or {}).get("next_at") or 0)
+        return now > next_at + OVERDUE_GRACE_S or wake_early(marker, deadline_at)
     if state == "running":
         return now > float((marker or {}).get("at") or 0) + STALE_RUNNING_S
     return True
+
+
+def wake_early(marker: dict[str, Any] | None, deadline_at: float | None) -> bool:
+    """Whether the tick the marker says is scheduled comes after this item's deadline."""
+    if deadline_at is None or not marker or marker.get("state") != "scheduled":
+        return False
+    if not _trust.verify(marker):
+        return False
+    return deadline_at < float(marker.get("next_at") or 0)
 
 
 HINT_SOON_S = 2.0

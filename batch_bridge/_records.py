@@ -5,6 +5,7 @@ up where a killed one stopped. An item's record is written once by its caller (p
 keyed `<thread_id>:<interrupt_id>`) and lives until its delivery is confirmed:
 
     queued -> batched -> result -> delivered | undeliverable | dropped
+    queued | batched -> fallback -> result        (its deadline passed: `bridge/fallback.py`)
 
 A queued item whose caller no longer waits (thread deleted, run cancelled) is withdrawn:
 its record is deleted before any batch holds it. A result whose caller no longer waits is
@@ -33,7 +34,9 @@ import orjson
 from batch_bridge import _trust
 from batch_bridge._constants import NAMESPACE_ROOT
 
-ItemStatus = Literal["queued", "batched", "result", "delivered", "undeliverable", "dropped"]
+ItemStatus = Literal[
+    "queued", "batched", "fallback", "result", "delivered", "undeliverable", "dropped"
+]
 BatchStatus = Literal["forming", "submitting", "submitted"]
 
 ITEMS, BATCHES, MEMBERS, META = "items", "batches", "members", "meta"
@@ -217,6 +220,13 @@ class ItemRecord:
     """Refused resumes and unreadable threads in a row; sets the backoff."""
     next_attempt_at: float = 0.0
     last_error: str | None = None
+    deadline_at: float | None = None
+    """When the caller stops waiting for the batch (`max_wait`) and the bridge calls the
+    provider's normal API instead; None: no deadline of its own (the bridge's default)."""
+    fallback_at: float | None = None
+    """When the bridge first decided to call the normal API for it; recorded before the call."""
+    fallback_calls: int = 0
+    """Normal-API calls started for it (recorded before each), so a retry is bounded."""
     updated_at: float = field(default_factory=time.time)
 
     @property
@@ -258,12 +268,19 @@ class ItemRecord:
             alias=_want(value, "alias", str, True),
             next_attempt_at=float(_want(value, "next_attempt_at", number, True) or 0.0),
             last_error=_want(value, "last_error", str, True),
+            deadline_at=_want(value, "deadline_at", number, True),
+            fallback_at=_want(value, "fallback_at", number, True),
+            fallback_calls=_want(value, "fallback_calls", int, True) or 0,
             updated_at=float(_want(value, "updated_at", number, True) or 0.0),
         )
         if record.key != key:
             raise RecordError(f"stored under {key!r} but names {record.key!r}")
-        if status in ("batched", "result") and record.batch_id is None:
-            raise RecordError(f"status {status!r} without a batch_id")
+        if status == "batched" and record.batch_id is None:
+            raise RecordError("status 'batched' without a batch_id")
+        if status == "result" and record.batch_id is None and record.fallback_at is None:
+            raise RecordError("status 'result' without a batch_id")
+        if status == "fallback" and record.fallback_at is None:
+            raise RecordError("status 'fallback' without fallback_at")
         if status == "result" and record.result is None:
             raise RecordError("status 'result' without a result")
         return record
@@ -295,6 +312,8 @@ class BatchHeader:
     `BatchCancelledError` for what the provider did not finish."""
     cancel_sent: bool = False
     """The provider took the cancel; until then each poll asks again."""
+    deadline_at: float | None = None
+    """The earliest deadline of the members still waiting on it: the tick wakes by then."""
 
     def to_value(self) -> dict[str, Any]:
         """The signed store value."""
@@ -328,6 +347,7 @@ class BatchHeader:
             last_error=_want(value, "last_error", str, True),
             cancel_requested_at=_want(value, "cancel_requested_at", number, True),
             cancel_sent=bool(_want(value, "cancel_sent", bool, True)),
+            deadline_at=_want(value, "deadline_at", number, True),
         )
         if header.batch_id != key:
             raise RecordError(f"stored under {key!r} but names batch {header.batch_id!r}")

@@ -155,7 +155,7 @@ class Ledger:
         for record in records:
             record.updated_at = now
             items.append(PutOp(self.ns(ITEMS), record.key, record.to_value(), index=False))
-            if usage and record.usage is not None and record.batch_id is not None:
+            if usage and record.usage is not None:
                 value = item_usage(record.usage, record.thread_id, record.batch_id, now)
                 ns = usage_namespace(self.bridge, record.thread_id)
                 ops.append(PutOp(ns, record.key, value, index=False))

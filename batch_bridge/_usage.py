@@ -45,6 +45,9 @@ class ModelUsage(TypedDict):
     saved_usd: float | None
     unpriced_items: int
     """Items of this model the price table had no price for (counted in tokens only)."""
+    fallback_items: int
+    """Items answered by the provider's normal API after their `max_wait` (counted at the
+    price paid: `batch_usd` is what they cost, at batch price only on OpenAI's flex tier)."""
 
 
 class UsageSummary(TypedDict):
@@ -56,6 +59,8 @@ class UsageSummary(TypedDict):
     """None for a bridge's totals."""
     items: int
     """Results with a usage; results without one (a generic bridge's) have no cost."""
+    fallback_items: int
+    """Of those, items answered by the normal API once their deadline passed (`max_wait`)."""
     batch_usd: float
     """Sum over priced items only; see `unpriced_models`."""
     normal_usd: float
@@ -77,7 +82,9 @@ def usage_namespace(bridge: str, thread_id: str | None = None) -> tuple[str, ...
     return base if thread_id is None else (*base, thread_label(thread_id))
 
 
-def item_usage(cost: Mapping[str, Any], thread_id: str, batch_id: str, at: float) -> dict[str, Any]:
+def item_usage(
+    cost: Mapping[str, Any], thread_id: str, batch_id: str | None, at: float
+) -> dict[str, Any]:
     """The per-item usage record (the item record's `usage`, plus where and when)."""
     return {"kind": USAGE_KIND, "thread_id": thread_id, "batch_id": batch_id, "at": at, **cost}
 
@@ -93,6 +100,7 @@ def _empty() -> ModelUsage:
         normal_usd=None,
         saved_usd=None,
         unpriced_items=0,
+        fallback_items=0,
     )
 
 
@@ -110,6 +118,7 @@ def add_costs(by_model: dict[str, ModelUsage], costs: Iterable[Mapping[str, Any]
             continue
         entry = by_model.setdefault(model, _empty())
         entry["items"] += 1
+        entry["fallback_items"] += 1 if cost.get("fallback") else 0
         for name in _TOKENS:
             entry[name] += int(_number(cost.get(name)) or 0)  # type: ignore[literal-required]
         batch, normal = _number(cost.get("batch_usd")), _number(cost.get("normal_usd"))
@@ -127,7 +136,7 @@ def merge(by_model: dict[str, ModelUsage], more: Mapping[str, Any]) -> None:
         if not isinstance(sums, Mapping):
             continue
         entry = by_model.setdefault(model, _empty())
-        for name in ("items", "unpriced_items", *_TOKENS):
+        for name in ("items", "unpriced_items", "fallback_items", *_TOKENS):
             entry[name] += int(_number(sums.get(name)) or 0)  # type: ignore[literal-required]
         for name in _USD:
             value = _number(sums.get(name))
@@ -152,6 +161,7 @@ def summary(bridge: str, thread_id: str | None, by_model: dict[str, ModelUsage])
         bridge=bridge,
         thread_id=thread_id,
         items=sum(e["items"] for e in by_model.values()),
+        fallback_items=sum(e.get("fallback_items", 0) for e in by_model.values()),
         batch_usd=total("batch_usd"),
         normal_usd=total("normal_usd"),
         saved_usd=total("saved_usd"),

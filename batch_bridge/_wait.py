@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Generator
+from datetime import timedelta
 from typing import Any, Literal
 
 from langgraph.config import get_config
@@ -27,7 +28,7 @@ from batch_bridge._constants import (
     WAIT_KIND,
     check_bridge_name,
 )
-from batch_bridge._marker import TICK_MARKER, needs_wake
+from batch_bridge._marker import TICK_MARKER, needs_wake, wake_early
 from batch_bridge._preflight import check_bridge, check_bridge_sync
 from batch_bridge._results import is_envelope, unwrap
 from batch_bridge._store import (
@@ -44,6 +45,7 @@ from batch_bridge._store import (
 )
 from batch_bridge._trust import require_shared_secret
 from batch_bridge.errors import ConfigError, WaitOutsideGraphError
+from batch_bridge.types import max_wait_seconds
 
 __all__ = ["wait", "wait_sync"]
 
@@ -69,9 +71,15 @@ def _check_item(item: Any) -> str:
 
 
 def _record(
-    config: dict[str, Any], interrupt_id: str, item: Any, item_digest: str, resume_url: str | None
+    config: dict[str, Any],
+    interrupt_id: str,
+    item: Any,
+    item_digest: str,
+    resume_url: str | None,
+    max_wait_s: float | None = None,
 ) -> ItemRecord:
     conf = config["configurable"]
+    now = time.time()
     return ItemRecord(
         thread_id=conf["thread_id"],
         interrupt_id=interrupt_id,
@@ -80,8 +88,9 @@ def _record(
         resume_url=resume_url,
         item=item,
         digest=item_digest,
-        created_at=time.time(),
+        created_at=now,
         alias=_replay_alias(config, item_digest),
+        deadline_at=None if max_wait_s is None else now + max_wait_s,
     )
 
 
@@ -197,7 +206,13 @@ def _bridge_name(batcher: Any) -> str:
     return check_bridge_name(getattr(batcher, "name", batcher))
 
 
-async def wait(item: Any, *, batcher: Any = "bridge", url: str | None = None) -> Any:
+async def wait(
+    item: Any,
+    *,
+    batcher: Any = "bridge",
+    url: str | None = None,
+    max_wait: float | timedelta | None = None,
+) -> Any:
     """Send `item` to the bridge graph `batcher` and return its own result.
 
     The calling thread is interrupted until the bridge resumes it, and the node then runs
@@ -207,15 +222,20 @@ async def wait(item: Any, *, batcher: Any = "bridge", url: str | None = None) ->
     `batcher` is the bridge's graph name (or a `Batcher`); `url` (or BATCH_BRIDGE_URL)
     names a bridge on another deployment; if that bridge's trust notice says it would
     refuse this caller, `ConfigError` names the setting to fix before the thread sleeps.
+    `max_wait` (seconds or a timedelta) is how long the item may wait for its batch: past
+    it the bridge answers it through the provider's normal API (`Bridge(fallback=)`).
     """
     config = _running_config()
     batcher = _bridge_name(batcher)
+    deadline = max_wait_seconds(max_wait)
     item_digest = _check_item(item)
     question = _question(item, batcher, item_digest)
     try:
         return _answer(interrupt(question))
     except GraphInterrupt as exc:
-        question["ref"] = await _enqueue(config, exc.args[0][0].id, item, item_digest, batcher, url)
+        question["ref"] = await _enqueue(
+            config, exc.args[0][0].id, item, item_digest, batcher, url, deadline
+        )
         raise
 
 
@@ -226,6 +246,7 @@ async def _enqueue(
     item_digest: str,
     batcher: str,
     url: str | None,
+    max_wait_s: float | None = None,
 ) -> str:
     """Check that a remote bridge would resume this caller (cached), record the item once,
     then wake the bridge unless a tick is sure to read it."""
@@ -233,7 +254,7 @@ async def _enqueue(
     queue = _client.BridgeQueue(batcher, bridge_url)
     if bridge_url is not None and callback is not None:
         await check_bridge(queue, batcher, bridge_url, callback)
-    new = _record(config, interrupt_id, item, item_digest, callback)
+    new = _record(config, interrupt_id, item, item_digest, callback, max_wait_s)
     steps = _enqueue_steps(new, batcher)
     wrote, answer = False, None
     try:
@@ -246,28 +267,36 @@ async def _enqueue(
                 wrote, answer = True, None
     except StopIteration as done:
         ref: str = done.value
-    if not wrote or not needs_wake(
-        await queue.get(namespace(batcher, META), TICK_MARKER), time.time()
-    ):
+    marker = await queue.get(namespace(batcher, META), TICK_MARKER) if wrote else None
+    if not wrote or not needs_wake(marker, time.time(), new.deadline_at):
         return ref
     try:
-        await queue.wake()
+        await queue.wake(early=wake_early(marker, new.deadline_at))
     except ConfigError:
         await queue.delete(namespace(batcher, ITEMS), ref)
         raise
     return ref
 
 
-def wait_sync(item: Any, *, batcher: Any = "bridge", url: str | None = None) -> Any:
+def wait_sync(
+    item: Any,
+    *,
+    batcher: Any = "bridge",
+    url: str | None = None,
+    max_wait: float | timedelta | None = None,
+) -> Any:
     """`wait()` for sync nodes: same contract, blocking calls instead of awaits."""
     config = _running_config()
     batcher = _bridge_name(batcher)
+    deadline = max_wait_seconds(max_wait)
     item_digest = _check_item(item)
     question = _question(item, batcher, item_digest)
     try:
         return _answer(interrupt(question))
     except GraphInterrupt as exc:
-        question["ref"] = _enqueue_sync(config, exc.args[0][0].id, item, item_digest, batcher, url)
+        question["ref"] = _enqueue_sync(
+            config, exc.args[0][0].id, item, item_digest, batcher, url, deadline
+        )
         raise
 
 
@@ -278,12 +307,13 @@ def _enqueue_sync(
     item_digest: str,
     batcher: str,
     url: str | None,
+    max_wait_s: float | None = None,
 ) -> str:
     bridge_url, callback = _remote_target(url)
     queue = _client.SyncBridgeQueue(batcher, bridge_url)
     if bridge_url is not None and callback is not None:
         check_bridge_sync(queue, batcher, bridge_url, callback)
-    new = _record(config, interrupt_id, item, item_digest, callback)
+    new = _record(config, interrupt_id, item, item_digest, callback, max_wait_s)
     steps = _enqueue_steps(new, batcher)
     wrote, answer = False, None
     try:
@@ -296,10 +326,11 @@ def _enqueue_sync(
                 wrote, answer = True, None
     except StopIteration as done:
         ref: str = done.value
-    if not wrote or not needs_wake(queue.get(namespace(batcher, META), TICK_MARKER), time.time()):
+    marker = queue.get(namespace(batcher, META), TICK_MARKER) if wrote else None
+    if not wrote or not needs_wake(marker, time.time(), new.deadline_at):
         return ref
     try:
-        queue.wake()
+        queue.wake(early=wake_early(marker, new.deadline_at))
     except ConfigError:
         queue.delete(namespace(batcher, ITEMS), ref)
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from batch_bridge._config import (
     DEFAULT_MAX_BATCH_AGE_S,
@@ -16,6 +16,8 @@ from batch_bridge._config import (
 )
 
 __all__ = [
+    "FallbackAnswer",
+    "FallbackFunc",
     "Pending",
     "PollFunc",
     "PollResult",
@@ -55,6 +57,33 @@ ShouldFlushFunc: TypeAlias = Callable[[list[Any], datetime], bool]
 """Custom flush rule: `should_flush(items, last_flushed)`, with items in arrival order."""
 
 
+@dataclass(frozen=True, slots=True)
+class FallbackAnswer:
+    """What a fallback function may return to say which price it paid (a plain value is
+    taken as paid at the normal API's standard price)."""
+
+    value: Any
+    """The provider's answer, shaped like a batch row's result (e.g. the ChatCompletion)."""
+    billed: Literal["batch", "standard"] = "standard"
+    """"batch": billed at batch prices (OpenAI's flex tier); "standard": normal prices."""
+    route: str = "standard"
+    """How it was answered (e.g. "flex", "standard"); shown in usage records."""
+
+
+FallbackFunc: TypeAlias = Callable[[Any], Any]
+"""`fallback(item)`, sync or async: the item's answer from the provider's normal API, in
+the shape `poll` gives each row (or a `FallbackAnswer` around it); raises when it fails
+(`ProviderError(retryable=True)` or a timeout is tried again on a later pass)."""
+
+
+def max_wait_seconds(value: float | timedelta | None) -> float | None:
+    """A `max_wait` as positive seconds (None: no deadline); names the argument at fault."""
+    seconds = _seconds(value, "max_wait")
+    if seconds is not None and seconds <= 0:
+        raise ValueError(f"max_wait must be positive, got {value!r}")
+    return seconds
+
+
 def _seconds(value: float | timedelta | None, field: str) -> float | None:
     if value is None:
         return None
@@ -85,6 +114,9 @@ class FlushPolicy:
     read_queue_up_to: int = DEFAULT_READ_QUEUE_UP_TO
     """Up to this many queued items every pass reads the whole queue; above, a pass reads
     it only when a flush may be due (reading is O(queue): every payload and signature)."""
+    max_wait_s: float | None = None
+    """An item's deadline when its caller gave none (`Bridge(max_wait=)`): past it, the
+    bridge answers it through the provider's normal API (`Bridge(fallback=)`)."""
     dedupe: bool = False
     """Identical items (same digest) flushed together go to the provider once, and each
     caller gets its own copy of the result. Off by default: two callers sampling at

@@ -2,7 +2,9 @@
 
 OPENAI_API_KEY / OPENAI_BASE_URL reach the provider (only this deployment needs the key);
 BATCH_BRIDGE_MAX_BATCH_SIZE, BATCH_BRIDGE_MAX_BATCH_AGE_S, BATCH_BRIDGE_POLL_INTERVAL_S and
-BATCH_BRIDGE_RETRY_BACKOFF_S set the flush rule, the poll cadence and the retry backoff.
+BATCH_BRIDGE_RETRY_BACKOFF_S set the flush rule, the poll cadence and the retry backoff;
+BATCH_BRIDGE_MAX_WAIT_S, when set, is the deadline of callers that give none (past it an
+item is answered by OpenAI's normal API, flex tier first).
 
 BATCH_BRIDGE_PROFILE picks their defaults: "dev" (the default under `langgraph dev`) flushes
 after 2 s and polls every second, so a local question is answered in seconds; "prod" (the
@@ -36,6 +38,7 @@ def _setting(name: str) -> str:
 
 provider = OpenAIBatch(retry_backoff_s=float(_setting("RETRY_BACKOFF_S")))
 _size = os.environ.get("BATCH_BRIDGE_MAX_BATCH_SIZE")
+_max_wait = os.environ.get("BATCH_BRIDGE_MAX_WAIT_S")
 _poll = _setting("POLL_INTERVAL_S")
 
 bridge = Bridge(
@@ -43,8 +46,10 @@ bridge = Bridge(
     poll=provider.poll,
     cancel=provider.cancel,
     release=provider.release,
+    fallback=provider.fallback,  # callers that pass max_wait= get an answer by then
     max_batch_age=float(_setting("MAX_BATCH_AGE_S")),
     poll_interval=float(_poll) if _poll else None,  # None: back off
+    max_wait=float(_max_wait) if _max_wait else None,
     webhooks=bool(os.environ.get("OPENAI_WEBHOOK_SECRET")),
     **({"max_batch_size": int(_size)} if _size else {}),  # else Bridge's default
 )

@@ -13,7 +13,7 @@ import copy
 import logging
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -38,6 +38,18 @@ Step = Callable[[], Awaitable[None]]
 
 RECENT_FINISHED = 20
 """Finished batches the bridge's state keeps for the status page (newest first)."""
+
+
+def deadline_of(record: ItemRecord, default_s: float | None) -> float | None:
+    """The item's own deadline (`max_wait`), or the bridge's default from its arrival."""
+    if record.deadline_at is not None:
+        return record.deadline_at
+    return None if default_s is None else record.created_at + default_s
+
+
+def earliest(records: Sequence[ItemRecord], default_s: float | None) -> float | None:
+    found = [d for r in records if (d := deadline_of(r, default_s)) is not None]
+    return min(found) if found else None
 
 
 class Batches:
@@ -75,7 +87,8 @@ class Batches:
 
     @staticmethod
     def due_at(header: BatchHeader) -> float:
-        return header.next_poll_at if header.status == "submitted" else header.not_before
+        due = header.next_poll_at if header.status == "submitted" else header.not_before
+        return due if header.deadline_at is None else min(due, header.deadline_at)
 
     # -- forming ---------------------------------------------------------------------------
 
@@ -102,12 +115,18 @@ class Batches:
             await self.ledger.delete_batch(header.batch_id)
             return
         records = await self.ledger.get_items(keys)
+        mine = [r for r in records.values() if r.batch_id == header.batch_id]
+        header.deadline_at = earliest(mine, self.policy.max_wait_s)
         await self._claim(header, [r for r in records.values() if r.status == "queued"])
         await self.submit(header)
 
     async def _claim(self, header: BatchHeader, records: list[ItemRecord]) -> None:
+        """Mark records as the batch's; each keeps its deadline, the header the earliest."""
         for record in records:
             record.status, record.batch_id = "batched", header.batch_id
+            record.deadline_at = deadline_of(record, self.policy.max_wait_s)
+        found = [d for d in (header.deadline_at, earliest(records, None)) if d is not None]
+        header.deadline_at = min(found) if found else None
         await self.ledger.put_items(records)
         header.status = "submitting"
         await self.ledger.put_header(header)
@@ -123,7 +142,12 @@ class Batches:
 
     async def submit(self, header: BatchHeader) -> None:
         keys, slots, records = await self._members(header)
-        keep = [k in records and records[k].batch_id == header.batch_id for k in keys]
+        keep = [
+            k in records
+            and records[k].batch_id == header.batch_id
+            and records[k].status == "batched"  # not those that fell back meanwhile
+            for k in keys
+        ]
         mine = [k for k, ok in zip(keys, keep, strict=True) if ok]
         if not mine:
             await self.ledger.delete_batch(header.batch_id)
@@ -304,6 +328,7 @@ class Batches:
             envelopes = cancelled(header.batch_id, envelopes)
         keys, slots, records = await self._members(header)
         done = []
+        late: list[dict[str, Any]] = []
         leads: set[int] = set()
         for key, slot in zip(keys, range(len(keys)) if slots is None else slots, strict=True):
             rider, envelope = slot in leads, envelopes[slot] if slot < len(envelopes) else None
@@ -312,6 +337,10 @@ class Batches:
             if envelope is None or record is None:
                 continue
             if record.status != "batched" or record.batch_id != header.batch_id:
+                if record.fallback_at is not None and record.batch_id == header.batch_id:
+                    self.counts["late_rows_dropped"] += 1  # answered by the normal API
+                    cost = self.prices.cost(envelope.get("value")) if not rider else None
+                    late += [cost] if envelope.get("ok") and cost else []
                 continue
             record.status, record.result = "result", copy.deepcopy(envelope) if rider else envelope
             record.result_at = record.next_attempt_at = self.clock()
@@ -320,7 +349,7 @@ class Batches:
             done.append(record)
             self.counts["items_completed" if envelope.get("ok") else "items_failed"] += 1
         by_model: dict[str, ModelUsage] = {}
-        add_costs(by_model, (r.usage for r in done if r.usage is not None))
+        add_costs(by_model, [*(r.usage for r in done if r.usage is not None), *late])
         if by_model:
             await self.ledger.put_batch_usage(header.batch_id, by_model)
         await self.ledger.put_items(done, usage=True)

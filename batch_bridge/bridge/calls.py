@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from batch_bridge.types import PollFunc, SubmitFunc
+from batch_bridge.types import FallbackFunc, PollFunc, SubmitFunc
 
 log = logging.getLogger("batch_bridge")
 
@@ -28,6 +28,8 @@ class Provider:
     """`submit` takes the bridge's batch id as its idempotency key."""
     release: CancelFunc | None = None
     """Called with a batch's handle once its results are recorded: delete provider files."""
+    fallback: FallbackFunc | None = None
+    """Answers one item through the provider's normal API once its deadline passed."""
 
 
 async def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -19,7 +19,7 @@ from batch_bridge import _callers
 from batch_bridge._notice import REFUSED_URL
 from batch_bridge._store import ALIASES, ITEMS, ItemRecord, Ledger
 from batch_bridge.bridge import dedupe
-from batch_bridge.bridge.batches import Batches
+from batch_bridge.bridge.batches import Batches, deadline_of, earliest
 from batch_bridge.bridge.calls import bounded
 from batch_bridge.bridge.flush import plan_flush
 from batch_bridge.errors import ConfigError
@@ -124,6 +124,14 @@ class Intake:
         self.queue = queue or QueueView()
         self.deferred = 0
         """Items of the last flush whose caller thread was busy: looked at again soon."""
+        self.due: list[ItemRecord] = []
+        """Queued items whose deadline passed (and whose caller waits): they fall back."""
+        self.next_deadline: float | None = None
+        """The earliest deadline among the queued items last read."""
+
+    def take_due(self) -> list[ItemRecord]:
+        due, self.due = self.due, []
+        return due
 
     async def _must_read_queue(self, force: bool, now: float) -> bool:
         """Whether this pass reads every queued record, or knows without it that no flush is due.
@@ -140,6 +148,11 @@ class Intake:
         age = policy.max_batch_age_s
         if age is not None and seen.oldest_at is not None and now >= seen.oldest_at + age:
             return True
+        wait = policy.max_wait_s
+        if wait is not None and seen.oldest_at is not None and now >= seen.oldest_at + wait:
+            return True
+        if self.next_deadline is not None and now >= self.next_deadline:
+            return True
         return await self.ledger.queued_at_least(policy.max_batch_size)
 
     async def flush(self, force: bool, last_flushed_at: float, now: float) -> bool:
@@ -148,6 +161,7 @@ class Intake:
         if not await self._must_read_queue(force, now):
             return False
         queued = sorted(await self.ledger.items("queued"), key=lambda r: r.created_at)
+        queued = await self._past_deadline(queued, now)
         chunks = plan_flush(
             queued,
             payloads=[r.item for r in queued],
@@ -171,4 +185,18 @@ class Intake:
         rejected = {r.key for r in chosen} - {r.key for r in ready + later}
         left = [r for r in queued if r.status == "queued" and r.key not in rejected]
         self.queue = QueueView(len(left), left[0].created_at if left else None)
+        self.next_deadline = earliest(left, self.policy.max_wait_s)
         return bool(chunks)
+
+    async def _past_deadline(self, queued: list[ItemRecord], now: float) -> list[ItemRecord]:
+        """Set aside the items whose deadline passed (those whose caller still waits fall
+        back); returns the rest, still to be batched."""
+        wait = self.policy.max_wait_s
+        past = [r for r in queued if (d := deadline_of(r, wait)) is not None and d <= now]
+        if not past:
+            return queued
+        ready, _later = await self.owners(past)
+        taken = {r.key for r in self.due}
+        self.due += [r for r in ready if r.key not in taken]
+        gone = {r.key for r in past}
+        return [r for r in queued if r.key not in gone]

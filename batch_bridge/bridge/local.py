@@ -74,7 +74,14 @@ class Handles:
             await call(self.user.release, handle)
 
     def provider(self) -> Provider:
-        return Provider(self.submit, self.poll, self.cancel, self.user.keyed, self.release)
+        return Provider(
+            self.submit,
+            self.poll,
+            self.cancel,
+            self.user.keyed,
+            self.release,
+            fallback=self.user.fallback,
+        )
 
 
 @dataclass
@@ -156,8 +163,9 @@ class LocalRunner:
             return digest(item)
         return uuid.uuid4().hex
 
-    def submit(self, item: Any) -> concurrent.futures.Future[Any]:
+    def submit(self, item: Any, max_wait_s: float | None = None) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        now = time.time()
         record = ItemRecord(
             thread_id=LOCAL_THREAD,
             interrupt_id=uuid.uuid4().hex,
@@ -166,7 +174,8 @@ class LocalRunner:
             resume_url=None,
             item=item,
             digest=self._digest(item),
-            created_at=time.time(),
+            created_at=now,
+            deadline_at=None if max_wait_s is None else now + max_wait_s,
         )
         with self._lock:
             self._arrived.append((record, future))

@@ -16,6 +16,7 @@ from batch_bridge._config import CALLS_CHECK_EVERY_S, DEFERRED_RECHECK_S, QUEUE_
 from batch_bridge._store import BatchHeader, ItemRecord
 from batch_bridge.bridge.batches import Batches
 from batch_bridge.bridge.calls import bounded, guarded
+from batch_bridge.bridge.fallback import Fallbacks
 from batch_bridge.bridge.flush import next_check_in
 from batch_bridge.bridge.intake import Intake
 
@@ -47,6 +48,7 @@ class Passes:
         self.ledger = batches.ledger
         self.clock = batches.clock
         self.now = self.clock()
+        self.fallbacks = Fallbacks(batches)
 
     async def take(self, force: bool, last_flushed: float) -> PassOutcome:
         """One pass: finish forming batches, call the provider, flush, deliver."""
@@ -54,12 +56,17 @@ class Passes:
         headers = await self.ledger.headers()
         forming = [partial(self.batches.form, h) for h in headers if h.status == "forming"]
         await bounded(forming, self.batches.rel.concurrency)
-        flushed_at = await self._drive(headers, force, last_flushed)
+        await self.fallbacks.run(self.intake.take_due())  # before any due batch is submitted
+        flushed_at = await self._drive(await self.ledger.headers(), force, last_flushed)
         last_flushed = flushed_at or last_flushed
+        if self.intake.due:  # queued items the flush found past their deadline
+            await self.fallbacks.run(self.intake.take_due())
         await self.delivery.run(await self.ledger.items("result"))
 
         due = [Batches.due_at(h) for h in await self.ledger.headers()]
         due += [r.next_attempt_at for r in await self.ledger.items("result")]
+        deadlines = (self.fallbacks.next_at, self.intake.next_deadline)
+        due += [t for t in deadlines if t is not None]
         now = self.clock()
         if self.intake.deferred:
             due.append(now + DEFERRED_RECHECK_S)

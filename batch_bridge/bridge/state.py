@@ -46,6 +46,10 @@ class BridgeState(TypedDict, total=False):
     results_dropped: int
     """Results whose caller stopped waiting by the time they came back: not retried."""
     records_quarantined: int
+    items_fallen_back: int
+    """Items answered by the provider's normal API once their `max_wait` passed."""
+    late_rows_dropped: int
+    """Batch rows that came back after their item had fallen back: dropped (still billed)."""
     finished: list[dict[str, Any]]
     """The last finished batches, newest first (at most `RECENT_FINISHED`): outcome, item
     counts, duration and the provider's ids, for the status page."""

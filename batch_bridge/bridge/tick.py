@@ -50,6 +50,8 @@ TOTALS = (
     "items_withdrawn",
     "results_dropped",
     "records_quarantined",
+    "items_fallen_back",
+    "late_rows_dropped",
 )
 """Counters the bridge's state sums over every tick."""
 

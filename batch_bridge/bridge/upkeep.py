@@ -12,7 +12,7 @@ from typing import Any
 
 from langgraph.store.base import PutOp
 
-from batch_bridge import _client
+from batch_bridge import _operate
 from batch_bridge._config import (
     ORPHAN_SWEEP_EVERY_S,
     PURGE_EVERY_S,
@@ -65,7 +65,7 @@ class Upkeep:
         seen = await self._last("cron")
         if seen.get("schedule") == schedule and now - seen.get("at", 0) < SAFETY_CRON_RECHECK_S:
             return
-        await _client.ensure_cron(
+        await _operate.ensure_cron(
             self.client, bridge=self.ledger.bridge, schedule=schedule, multitask_strategy="reject"
         )
         await self._note("cron", {"schedule": schedule, "at": now})

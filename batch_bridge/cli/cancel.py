@@ -9,7 +9,7 @@ import httpx
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import APIStatusError
 
-from batch_bridge._client import cancel_batch
+from batch_bridge._operate import cancel_batch
 from batch_bridge.cli._options import bridge_name, deployment_url
 from batch_bridge.errors import BatchBridgeError
 

@@ -95,6 +95,7 @@ def render_status(data: Mapping[str, Any], console: Console) -> None:
     console.print(
         f"pending {pending['count']} (oldest {_ago(pending['oldest_age_s'])}), "
         f"in flight {data['in_flight_count']}, being delivered {data['delivering']}, "
+        f"on the normal API {data.get('falling_back', 0)}, "
         f"undeliverable {data['undeliverable']['count']}, "
         f"dropped {data['dropped']['count']}, "
         f"quarantined {data['quarantined']['count']}, ticks {data['ticks']} "

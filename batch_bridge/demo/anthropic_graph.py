@@ -29,6 +29,7 @@ bridge = Bridge(
     poll=provider.poll,
     cancel=provider.cancel,
     release=provider.release,
+    fallback=provider.fallback,  # callers that pass max_wait= get an answer by then
     max_batch_size=int(_setting("MAX_BATCH_SIZE", "100")),
     max_batch_age=float(_setting("MAX_BATCH_AGE_S", "2")),
     poll_interval=float(_setting("POLL_INTERVAL_S", "1")),

@@ -44,6 +44,8 @@ PAGE = """<!doctype html>
     <small>oldest <span id="pending-oldest">-</span></small></div>
   <div class="card"><small>Batches in flight</small><b id="in-flight-count">-</b></div>
   <div class="card"><small>Being delivered</small><b id="delivering">-</b></div>
+  <div class="card"><small>On the normal API</small><b id="falling-back">-</b>
+    <small>past their max_wait</small></div>
   <div class="card"><small>Undeliverable</small><b id="undeliverable-count">-</b></div>
   <div class="card"><small>Dropped (caller gone)</small><b id="dropped-count">-</b></div>
   <div class="card"><small>Quarantined</small><b id="quarantined-count">-</b></div>
@@ -116,6 +118,7 @@ function render(s) {
   $("pending-oldest").textContent = ago(s.pending.oldest_age_s);
   $("in-flight-count").textContent = s.in_flight_count;
   $("delivering").textContent = s.delivering;
+  $("falling-back").textContent = s.falling_back;
   $("undeliverable-count").textContent = s.undeliverable.count;
   $("dropped-count").textContent = s.dropped.count;
   $("quarantined-count").textContent = s.quarantined.count;

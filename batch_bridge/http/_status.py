@@ -259,6 +259,9 @@ async def bridge_status(
         "in_flight_count": in_flight_count,
         "in_flight": in_flight,
         "delivering": delivering,
+        "falling_back": await count_records(
+            store, namespace(bridge, ITEMS), {"status": "fallback"}
+        ),
         "finished": list(state.get("finished") or []),
         "undeliverable": await _ended(store, bridge, "undeliverable"),
         "dropped": await _ended(store, bridge, "dropped"),

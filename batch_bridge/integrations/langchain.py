@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 try:
@@ -45,6 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from batch_bridge._wait import wait, wait_sync
+from batch_bridge.types import max_wait_seconds
 
 if TYPE_CHECKING:
     from langchain.agents.middleware import AgentMiddleware
@@ -217,6 +219,8 @@ class BatchedChatModel(BaseChatModel):
 
     batcher: str = "bridge"
     """The bridge graph's name, as `wait(item, batcher=...)` takes it."""
+    max_wait_s: float | None = None
+    """`wait(..., max_wait=)`: past it the bridge answers through the normal API."""
 
     __batch_codec__: ClassVar[_Codec]
 
@@ -233,7 +237,7 @@ class BatchedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = self.__batch_codec__.request(self, messages, stop, kwargs)
-        reply = wait_sync(request.item, batcher=self.batcher)
+        reply = wait_sync(request.item, batcher=self.batcher, max_wait=self.max_wait_s)
         return self.__batch_codec__.result(self, request, reply)
 
     async def _agenerate(
@@ -244,7 +248,7 @@ class BatchedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = self.__batch_codec__.request(self, messages, stop, kwargs)
-        reply = await wait(request.item, batcher=self.batcher)
+        reply = await wait(request.item, batcher=self.batcher, max_wait=self.max_wait_s)
         return self.__batch_codec__.result(self, request, reply)
 
     def _stream(
@@ -294,22 +298,25 @@ def _codec_for(model: BaseChatModel) -> _Codec:
     )
 
 
-def batched(model: _M, *, batcher: str = "bridge") -> _M:
+def batched(model: _M, *, batcher: str = "bridge", max_wait: float | timedelta | None = None) -> _M:
     """A copy of `model` whose calls are answered through the bridge graph `batcher`.
 
     The copy is an instance of a subclass of the model's class, with the same settings and
     `disable_streaming=True`; the model itself is left as it was. A model already batched
-    for `batcher` is returned as it is.
+    for `batcher` is returned as it is. With `max_wait` (seconds or a timedelta), a call
+    its batch has not answered by then is answered through the provider's normal API.
     """
+    seconds = max_wait_seconds(max_wait)
     if isinstance(model, BatchedChatModel):
-        if model.batcher == batcher:
+        if model.batcher == batcher and model.max_wait_s == seconds:
             return model
-        return model.model_copy(update={"batcher": batcher})
+        return model.model_copy(update={"batcher": batcher, "max_wait_s": seconds})
     cls = _batched_class(type(model), _codec_for(model))
     values = {name: getattr(model, name) for name in type(model).model_fields}
-    values.update(batcher=batcher, disable_streaming=True)
+    values.update(batcher=batcher, disable_streaming=True, max_wait_s=seconds)
     copy = cls.model_construct(
-        _fields_set={*model.model_fields_set, "batcher", "disable_streaming"}, **values
+        _fields_set={*model.model_fields_set, "batcher", "disable_streaming", "max_wait_s"},
+        **values,
     )
     private = model.__pydantic_private__
     object.__setattr__(copy, "__pydantic_private__", None if private is None else dict(private))
@@ -334,35 +341,41 @@ def _middleware_class() -> type[AgentMiddleware[Any, Any, Any]]:
     class BatchingMiddleware(AgentMiddleware[Any, Any, Any]):
         """Runs each of the agent's model calls through the bridge graph `batcher`."""
 
-        def __init__(self, batcher: str) -> None:
+        def __init__(self, batcher: str, max_wait: float | timedelta | None) -> None:
             super().__init__()
             self.batcher = batcher
+            self.max_wait = max_wait
 
         def wrap_model_call(
             self,
             request: ModelRequest[Any],
             handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
         ) -> ModelResponse[Any]:
-            return handler(request.override(model=batched(request.model, batcher=self.batcher)))
+            model = batched(request.model, batcher=self.batcher, max_wait=self.max_wait)
+            return handler(request.override(model=model))
 
         async def awrap_model_call(
             self,
             request: ModelRequest[Any],
             handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
         ) -> ModelResponse[Any]:
-            model = batched(request.model, batcher=self.batcher)
+            model = batched(request.model, batcher=self.batcher, max_wait=self.max_wait)
             return await handler(request.override(model=model))
 
     BatchingMiddleware.__module__ = __name__
     return BatchingMiddleware
 
 
-def batching_middleware(*, batcher: str = "bridge") -> AgentMiddleware[Any, Any, Any]:
+def batching_middleware(
+    *, batcher: str = "bridge", max_wait: float | timedelta | None = None
+) -> AgentMiddleware[Any, Any, Any]:
     """An agent middleware that answers every model call of the agent through `batcher`.
 
     `create_agent(model, tools, middleware=[batching_middleware(batcher="bridge")])`: each
     model call becomes one bridge item (the thread is interrupted until it is answered);
     tool calls run as usual in between. Needs `langchain`
-    (`pip install 'batch-bridge[langchain]'`).
+    (`pip install 'batch-bridge[langchain]'`). `max_wait` is each call's deadline (see
+    `batched`).
     """
-    return _middleware_class()(batcher)  # type: ignore[call-arg]
+    max_wait_seconds(max_wait)  # a wrong value fails here, not at the first model call
+    return _middleware_class()(batcher, max_wait)  # type: ignore[call-arg]

@@ -4,7 +4,10 @@ create calls suspend the calling graph node and are answered through a bridge.""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from typing import Any, Generic, TypeAlias, TypeVar
+
+from batch_bridge.types import max_wait_seconds
 
 __all__ = ["Delegate", "DropIn", "WaitFunc", "request_body", "wait_for"]
 
@@ -38,13 +41,16 @@ def request_body(
     return body
 
 
-async def wait_for(item: Any, *, batcher: str, wait: WaitFunc | None) -> Any:
+async def wait_for(
+    item: Any, *, batcher: str, wait: WaitFunc | None, max_wait: float | None = None
+) -> Any:
     """Send one item through `batcher` from inside a graph node; `wait` stands in for tests."""
+    deadline = {} if max_wait is None else {"max_wait": max_wait}
     if wait is not None:
-        return await wait(item, batcher=batcher)
+        return await wait(item, batcher=batcher, **deadline)
     from batch_bridge._wait import wait as bridge_wait
 
-    return await bridge_wait(item, batcher=batcher)
+    return await bridge_wait(item, batcher=batcher, max_wait=max_wait)
 
 
 _C = TypeVar("_C")
@@ -54,10 +60,18 @@ class DropIn(Generic[_C]):
     """Base of the drop-in clients: the real client is made on first use (so wrapping
     needs no API key) and answers everything the drop-in does not batch."""
 
-    def __init__(self, client: _C | None, *, batcher: str, wait: WaitFunc | None) -> None:
+    def __init__(
+        self,
+        client: _C | None,
+        *,
+        batcher: str,
+        wait: WaitFunc | None,
+        max_wait: float | timedelta | None = None,
+    ) -> None:
         self._client = client
         self._batcher = batcher
         self._wait = wait
+        self._max_wait = max_wait_seconds(max_wait)
 
     def _new_client(self) -> _C:
         raise NotImplementedError
@@ -75,7 +89,7 @@ class DropIn(Generic[_C]):
         return getattr(self.client, name)
 
     async def _send(self, item: Any) -> Any:
-        return await wait_for(item, batcher=self._batcher, wait=self._wait)
+        return await wait_for(item, batcher=self._batcher, wait=self._wait, max_wait=self._max_wait)
 
 
 class Delegate:

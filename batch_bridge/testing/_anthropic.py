@@ -358,6 +358,9 @@ class AnthropicRoutes:
     async def _message(self, request: Request) -> Response:
         body = _json_object(await request.body())
         status, payload = synthesize_message(body)
+        hang_s = self._knobs().hang_sync_s
+        if hang_s:
+            await asyncio.sleep(hang_s)
         with self._lock:
             self._sync_requests += 1
         return _reply(payload, status)

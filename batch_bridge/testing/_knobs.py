@@ -19,7 +19,9 @@ __all__ = ["METADATA_PREFIX", "SERVER_KNOBS", "Knobs", "knob_types"]
 METADATA_PREFIX = "emulator_"
 """Batch metadata keys starting with this override the knob named by the rest of the key."""
 
-SERVER_KNOBS = frozenset({"server_errors_first_n", "rate_limits_first_n", "retry_after_s"})
+SERVER_KNOBS = frozenset(
+    {"server_errors_first_n", "rate_limits_first_n", "retry_after_s", "hang_sync_s"}
+)
 """Knobs about the server as a whole: refused in batch metadata, which could not scope them."""
 
 _NONE_WORDS = frozenset({"", "none", "null"})
@@ -55,6 +57,9 @@ class Knobs:
     """Seconds `GET /v1/batches/{id}` holds its answer, which then shows the later status."""
     hang_creates_s: float = 0.0
     """Seconds `POST /v1/batches` holds its answer after the batch was recorded and started."""
+    hang_sync_s: float = 0.0
+    """Server-wide: seconds the normal (non-batch) routes, `POST /v1/chat/completions` and
+    the like and Anthropic's `POST /v1/messages`, hold their answer (a slow normal API)."""
     server_errors_first_n: int = 0
     """Server-wide: the first N calls of each route answer HTTP 500 without acting."""
     rate_limits_first_n: int = 0

@@ -278,7 +278,21 @@ def _chat(body: dict[str, Any], key: str, now: int) -> dict[str, Any]:
             },
         },
         "system_fingerprint": "fp_emulator",
+        "service_tier": _service_tier(body),
     }
+
+
+SERVICE_TIERS = ("auto", "default", "flex", "priority", "scale")
+
+
+def _service_tier(body: dict[str, Any]) -> str:
+    """The tier that answered: the one asked for ("auto" answers on "default")."""
+    tier = body.get("service_tier") or "auto"
+    if tier in SERVICE_TIERS:
+        return "default" if tier == "auto" else str(tier)
+    choices = ", ".join(SERVICE_TIERS)
+    message = f"Invalid value for 'service_tier': {tier!r}; one of {choices}."
+    raise InvalidRequest(message, param="service_tier")
 
 
 def _response(body: dict[str, Any], key: str, now: int) -> dict[str, Any]:

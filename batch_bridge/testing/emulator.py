@@ -384,6 +384,8 @@ class Emulator:
             if body.get("stream"):
                 raise ApiError(400, "The emulator does not stream; omit 'stream'.", param="stream")
             status, payload = synthesize(endpoint, body)
+            if self.knobs.hang_sync_s:
+                await asyncio.sleep(self.knobs.hang_sync_s)
             with self._lock:
                 self._sync_requests += 1
             return reply(payload, status)

@@ -46,7 +46,7 @@ def adapter(server: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> GeminiBa
     options = types.HttpOptions(base_url=server.gemini_base_url)
     batch = GeminiBatch(genai.Client(api_key="test", http_options=options))
 
-    async def wait(item: Any, *, batcher: str) -> Any:
+    async def wait(item: Any, *, batcher: str, max_wait: float | None = None) -> Any:
         _check_item(item)  # storable, as the real `wait` checks before interrupting
         handle: Any = await batch.submit([item])
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import sys
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -107,17 +108,19 @@ class FakeBridge:
         self.replies = list(replies)
         self.items: list[Any] = []
         self.batchers: list[str] = []
+        self.max_waits: list[float | None] = []
         monkeypatch.setattr(lc, "wait", self.wait)
         monkeypatch.setattr(lc, "wait_sync", self.wait_sync)
 
-    def wait_sync(self, item: Any, *, batcher: str) -> Any:
+    def wait_sync(self, item: Any, *, batcher: str, max_wait: float | None = None) -> Any:
         _check_item(item)
         self.items.append(item)
         self.batchers.append(batcher)
+        self.max_waits.append(max_wait)
         return self.replies.pop(0)
 
-    async def wait(self, item: Any, *, batcher: str) -> Any:
-        return self.wait_sync(item, batcher=batcher)
+    async def wait(self, item: Any, *, batcher: str, max_wait: float | None = None) -> Any:
+        return self.wait_sync(item, batcher=batcher, max_wait=max_wait)
 
 
 def _openai() -> ChatOpenAI:
@@ -176,6 +179,20 @@ async def test_openai_plain_text(monkeypatch: pytest.MonkeyPatch) -> None:
     assert answer.response_metadata["id"] == "chatcmpl-1"
     assert answer.response_metadata["finish_reason"] == "stop"
     assert answer.id is not None and answer.id.startswith("lc_run-")
+    assert bridge.max_waits == [None]
+
+
+async def test_batched_models_and_the_middleware_carry_a_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bridge = FakeBridge(monkeypatch, OPENAI_TEXT)
+    model = batched(_openai(), max_wait=timedelta(minutes=5))
+    await model.ainvoke([HumanMessage("Hi")])
+    assert bridge.max_waits == [300.0]
+    assert batched(model, max_wait=300) is model
+    assert batched(model, max_wait=60).max_wait_s == 60.0  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="max_wait must be positive"):
+        batching_middleware(max_wait=0)
 
 
 async def test_openai_tool_calls_survive(monkeypatch: pytest.MonkeyPatch) -> None:

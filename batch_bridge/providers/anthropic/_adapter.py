@@ -38,11 +38,13 @@ from anthropic.types.messages import MessageBatch
 
 from batch_bridge.errors import ConfigError, ProviderError
 from batch_bridge.providers._base import BatchAdapter
+from batch_bridge.providers._fallback import anthropic_fallback
 from batch_bridge.providers._handles import Handle, Part, new_part, now_ms
 from batch_bridge.providers._hooks import Unfinished
 from batch_bridge.providers._packing import batch_key, custom_id
 from batch_bridge.providers.anthropic import _rows
 from batch_bridge.providers.anthropic._settings import AnthropicSettings
+from batch_bridge.types import FallbackAnswer
 
 __all__ = ["AnthropicBatch"]
 
@@ -200,6 +202,12 @@ class AnthropicBatch(BatchAdapter[anthropic.AsyncAnthropic, MessageBatch]):
             if not await self._delete_late(batch_id):
                 raise ProviderError(f"Anthropic batch {batch_id} could not be deleted yet")
         self._late.keep(state["key"])
+
+    async def fallback(self, item: Any) -> FallbackAnswer:
+        """Answer one item with `messages.create` (Anthropic's normal API, standard price),
+        for `Bridge(fallback=)`; the result is the Message, as a succeeded row gives it.
+        Raises `ProviderError` (`retryable` for 429, 5xx, 529 and timeouts)."""
+        return await anthropic_fallback(self.client, anthropic, item)
 
     # The poll's hooks (see `BatchAdapter`).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import anthropic
@@ -36,9 +37,10 @@ class BatchedAsyncAnthropic(DropIn[anthropic.AsyncAnthropic]):
         client: anthropic.AsyncAnthropic | None = None,
         *,
         batcher: str = "bridge",
+        max_wait: float | timedelta | None = None,
         _wait: WaitFunc | None = None,
     ) -> None:
-        super().__init__(client, batcher=batcher, wait=_wait)
+        super().__init__(client, batcher=batcher, wait=_wait, max_wait=max_wait)
         self.messages = _Messages(self, ("messages",))
 
     def _new_client(self) -> anthropic.AsyncAnthropic:
@@ -46,7 +48,13 @@ class BatchedAsyncAnthropic(DropIn[anthropic.AsyncAnthropic]):
 
 
 def wrap_anthropic(
-    client: anthropic.AsyncAnthropic | None = None, *, batcher: str = "bridge"
+    client: anthropic.AsyncAnthropic | None = None,
+    *,
+    batcher: str = "bridge",
+    max_wait: float | timedelta | None = None,
 ) -> BatchedAsyncAnthropic:
-    """Wrap an `AsyncAnthropic` client so `messages.create` is answered through `batcher`."""
-    return BatchedAsyncAnthropic(client, batcher=batcher)
+    """Wrap an `AsyncAnthropic` client so `messages.create` is answered through `batcher`.
+
+    With `max_wait` (seconds or a timedelta), a call its batch has not answered by then is
+    answered through the provider's normal API (the bridge's `fallback=`)."""
+    return BatchedAsyncAnthropic(client, batcher=batcher, max_wait=max_wait)

@@ -27,6 +27,7 @@ from openai.types import Batch
 
 from batch_bridge.errors import ConfigError
 from batch_bridge.providers._base import BatchAdapter
+from batch_bridge.providers._fallback import openai_fallback
 from batch_bridge.providers._handles import Handle, Part, load_handle, now_ms
 from batch_bridge.providers._hooks import Gate, Unfinished
 from batch_bridge.providers._packing import (
@@ -47,6 +48,7 @@ from batch_bridge.providers.openai._parts import (
 )
 from batch_bridge.providers.openai._retries import create_batch
 from batch_bridge.providers.openai._settings import DEFAULT_FILE_LIFETIME_S, OpenAISettings
+from batch_bridge.types import FallbackAnswer
 
 __all__ = ["OpenAIBatch"]
 
@@ -231,6 +233,14 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
         state = load_handle(handle, name="OpenAIBatch")
         await _cleanup.release(self.client, state, self._files)
         self._late.keep(state["key"])
+
+    async def fallback(self, item: Any) -> FallbackAnswer:
+        """Answer one item through OpenAI's normal API, for `Bridge(fallback=)`: the flex tier
+        first (chat completions and responses; billed at batch prices), then the standard
+        tier. The result is the response body, as a batch row gives it; its `service_tier`
+        says which tier answered. Raises `ProviderError` (`retryable` for 429, 5xx, timeouts).
+        """
+        return await openai_fallback(self.client, self._quiet_client(), openai, item)
 
     # The poll's hooks (see `BatchAdapter`).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 import openai
@@ -55,9 +56,10 @@ class BatchedAsyncOpenAI(DropIn[openai.AsyncOpenAI]):
         client: openai.AsyncOpenAI | None = None,
         *,
         batcher: str = "bridge",
+        max_wait: float | timedelta | None = None,
         _wait: WaitFunc | None = None,
     ) -> None:
-        super().__init__(client, batcher=batcher, wait=_wait)
+        super().__init__(client, batcher=batcher, wait=_wait, max_wait=max_wait)
         self.chat = _Chat(self)
         self.responses = _Create(self, ("responses",), "/v1/responses", Response)
         self.embeddings = _Create(self, ("embeddings",), "/v1/embeddings", CreateEmbeddingResponse)
@@ -75,7 +77,13 @@ class BatchedAsyncOpenAI(DropIn[openai.AsyncOpenAI]):
 
 
 def wrap_openai(
-    client: openai.AsyncOpenAI | None = None, *, batcher: str = "bridge"
+    client: openai.AsyncOpenAI | None = None,
+    *,
+    batcher: str = "bridge",
+    max_wait: float | timedelta | None = None,
 ) -> BatchedAsyncOpenAI:
-    """Wrap an `AsyncOpenAI` client so its create calls are answered through `batcher`."""
-    return BatchedAsyncOpenAI(client, batcher=batcher)
+    """Wrap an `AsyncOpenAI` client so its create calls are answered through `batcher`.
+
+    With `max_wait` (seconds or a timedelta), a call its batch has not answered by then is
+    answered through the provider's normal API (the bridge's `fallback=`)."""
+    return BatchedAsyncOpenAI(client, batcher=batcher, max_wait=max_wait)
