@@ -7,7 +7,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
+
+from batch_bridge.testing import EmulatorServer
+from batch_bridge.testing.devserver import DevServer
 
 
 async def until(
@@ -68,3 +72,47 @@ async def bridge_state(client: LangGraphClient, bridge: str) -> dict[str, Any]:
     except NotFoundError:
         return {}
     return dict(state["values"] or {})
+
+
+async def error_of(client: LangGraphClient, thread_id: str) -> dict[str, Any]:
+    runs = await client.runs.list(thread_id, limit=10)
+    run = next(r for r in runs if r["status"] == "error")
+    error: dict[str, Any] = (await client.runs.join(thread_id, run["run_id"]))["__error__"]
+    return error
+
+
+def summary(message: dict[str, Any]) -> dict[str, Any]:
+    """What must match between a batched and an unbatched thread (message ids may not)."""
+    content = message["content"]
+    if isinstance(content, list):
+        content = " ".join(b["text"] for b in content if b.get("type") == "text")
+    return {
+        "type": message["type"],
+        "content": content,
+        "tool_calls": [(c["name"], c["args"], c["id"]) for c in message.get("tool_calls") or []],
+        "tool_call_id": message.get("tool_call_id"),
+        "name": message.get("name"),
+    }
+
+
+def emulator_env(emulator: EmulatorServer) -> dict[str, str]:
+    """What points the OpenAI, Anthropic and Gemini SDKs of a deployment at the emulator."""
+    return {
+        "OPENAI_BASE_URL": emulator.base_url,
+        "OPENAI_API_KEY": "emulator",
+        "ANTHROPIC_BASE_URL": emulator.anthropic_base_url,
+        "ANTHROPIC_API_KEY": "emulator",
+        "GOOGLE_GEMINI_BASE_URL": emulator.gemini_base_url,
+        "GEMINI_API_KEY": "emulator",
+    }
+
+
+async def agent_messages(
+    server: DevServer, graph: str, texts: list[str]
+) -> list[list[dict[str, Any]]]:
+    """Run an agent graph once per text, all at once; each thread's messages once idle."""
+    client = get_client(url=server.url)
+    inputs = [{"messages": [{"role": "user", "content": text}]} for text in texts]
+    done = await finished(client, await start(client, graph, inputs), timeout=120)
+    assert [t["status"] for t in done] == ["idle"] * len(texts), server.log()[-3000:]
+    return [t["values"]["messages"] for t in done]

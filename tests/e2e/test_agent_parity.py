@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
 
 import anthropic
 import openai
 import pytest
-from langgraph_sdk import get_client
 
 from batch_bridge.testing import EmulatorServer
 from batch_bridge.testing.devserver import DevServer
 from tests.conftest import E2E_GRAPHS, start_dev_server
-from tests.e2e.helpers import finished, start
+from tests.e2e.helpers import agent_messages, summary
 
 GRAPHS = [
     "parity_openai",
@@ -88,28 +86,6 @@ async def anthropic_batched(emulator: EmulatorServer) -> tuple[int, int]:
     return batches, requests
 
 
-def summary(message: dict[str, Any]) -> dict[str, Any]:
-    """What must match between a batched and an unbatched thread (message ids may not)."""
-    content = message["content"]
-    if isinstance(content, list):
-        content = " ".join(b["text"] for b in content if b.get("type") == "text")
-    return {
-        "type": message["type"],
-        "content": content,
-        "tool_calls": [(c["name"], c["args"], c["id"]) for c in message.get("tool_calls") or []],
-        "tool_call_id": message.get("tool_call_id"),
-        "name": message.get("name"),
-    }
-
-
-async def run(server: DevServer, graph: str, texts: list[str]) -> list[list[dict[str, Any]]]:
-    client = get_client(url=server.url)
-    inputs = [{"messages": [{"role": "user", "content": text}]} for text in texts]
-    done = await finished(client, await start(client, graph, inputs), timeout=120)
-    assert [t["status"] for t in done] == ["idle"] * len(texts), server.log()[-3000:]
-    return [t["values"]["messages"] for t in done]
-
-
 Counter = Callable[[EmulatorServer], Awaitable[tuple[int, int]]]
 
 
@@ -132,10 +108,10 @@ async def test_batched_threads_end_like_unbatched_ones(
     texts = [f"{batched} city {i}" for i in range(THREADS)]
     batches_before, requests_before = await count(batch_api_emulator)
     started = time.monotonic()
-    with_bridge = await run(server, batched, texts)
+    with_bridge = await agent_messages(server, batched, texts)
     batched_s = time.monotonic() - started
     batches_after, requests_after = await count(batch_api_emulator)
-    without = await run(server, plain, texts)
+    without = await agent_messages(server, plain, texts)
 
     for text, ours, theirs in zip(texts, with_bridge, without, strict=True):
         assert [m["type"] for m in ours] == ["human", "ai", "tool", "ai"]

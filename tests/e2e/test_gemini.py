@@ -17,7 +17,7 @@ from langgraph_sdk import get_client
 
 from batch_bridge.testing import EmulatorServer
 from tests.conftest import E2E_GRAPHS, DevServer, start_dev_server
-from tests.e2e.helpers import finished, start
+from tests.e2e.helpers import agent_messages, error_of, finished, start, summary
 
 GRAPHS = ["gm_bridge", "gm_file", "gm_ask", "gemini_agent_batched", "gemini_agent_plain"]
 PARITY_MODEL = "gemini-parity"
@@ -43,13 +43,6 @@ def server(
 def gemini_stats(emulator: EmulatorServer) -> dict[str, Any]:
     stats: dict[str, Any] = emulator.emulator.stats()["gemini"]
     return stats
-
-
-async def error_of(client: Any, thread_id: str) -> dict[str, Any]:
-    runs = await client.runs.list(thread_id, limit=10)
-    run = next(r for r in runs if r["status"] == "error")
-    error: dict[str, Any] = (await client.runs.join(thread_id, run["run_id"]))["__error__"]
-    return error
 
 
 @pytest.mark.parametrize("bridge", ["gm_bridge", "gm_file"], ids=["inline", "file"])
@@ -81,35 +74,14 @@ async def test_each_caller_gets_its_own_answer_and_a_row_error_stays_its_own(
     assert requests == len(texts)  # each caller's request went to Google once
 
 
-def summary(message: dict[str, Any]) -> dict[str, Any]:
-    """What must match between a batched and an unbatched thread (message ids may not)."""
-    content = message["content"]
-    if isinstance(content, list):
-        content = " ".join(b["text"] for b in content if b.get("type") == "text")
-    return {
-        "type": message["type"],
-        "content": content,
-        "tool_calls": [(c["name"], c["args"], c["id"]) for c in message.get("tool_calls") or []],
-        "tool_call_id": message.get("tool_call_id"),
-    }
-
-
-async def run(server: DevServer, graph: str, texts: list[str]) -> list[list[dict[str, Any]]]:
-    client = get_client(url=server.url)
-    inputs = [{"messages": [{"role": "user", "content": text}]} for text in texts]
-    done = await finished(client, await start(client, graph, inputs), timeout=120)
-    assert [t["status"] for t in done] == ["idle"] * len(texts), server.log()[-3000:]
-    return [t["values"]["messages"] for t in done]
-
-
 async def test_a_batched_agent_ends_like_an_unbatched_one(
     server: DevServer, batch_api_emulator: EmulatorServer
 ) -> None:
     texts = [f"gemini agent city {i}" for i in range(3)]
     before = gemini_stats(batch_api_emulator)["requests_created"]
-    with_bridge = await run(server, "gemini_agent_batched", texts)
+    with_bridge = await agent_messages(server, "gemini_agent_batched", texts)
     after = gemini_stats(batch_api_emulator)["requests_created"]
-    without = await run(server, "gemini_agent_plain", texts)
+    without = await agent_messages(server, "gemini_agent_plain", texts)
 
     for text, ours, theirs in zip(texts, with_bridge, without, strict=True):
         assert [m["type"] for m in ours] == ["human", "ai", "tool", "ai"]
