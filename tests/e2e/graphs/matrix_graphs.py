@@ -37,8 +37,8 @@ mx_openai, mx_anthropic, mx_gemini = (
         cancel=adapter.cancel,
         release=adapter.release,
         name=f"mx_{provider}",
-        max_batch_age=0.5,
-        poll_interval=0.5,
+        max_batch_age=0.25,
+        poll_interval=0.25,
     )
     for provider, adapter in (
         ("openai", OpenAIBatch(retry_backoff_s=0)),
