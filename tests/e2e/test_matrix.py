@@ -137,7 +137,7 @@ async def test_a_row_error_fails_only_its_caller(server: DevServer, provider: st
 async def test_an_expired_batch_answers_finished_rows_and_resubmits_the_rest(
     server: DevServer, emulator: EmulatorServer, provider: str
 ) -> None:
-    texts = [f"{provider} expiring {i}" for i in range(12)]
+    texts = [f"{provider} expiring {i}" for i in range(16)]
     before = requests_sent(emulator, provider)
     client, threads = await ask(server, provider, texts)
     slow = {"in_progress_s": 30.0, "expire_after_s": 2.0, "expire_completed_fraction": 0.5}
