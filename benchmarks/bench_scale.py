@@ -186,6 +186,13 @@ async def run_callers(
         if time.monotonic() - last_log > 15:
             console.log(f"{done}/{n} callers answered")
             last_log = time.monotonic()
+            if one_batch and resumer is None:  # items queued after the forced flush
+                await client.runs.create(
+                    bridge_thread_id("emu_bridge"),
+                    "emu_bridge",
+                    input={"flush": True},
+                    multitask_strategy="enqueue",
+                )
         await asyncio.sleep(0.5)
     await creating
     figures["total_s"] = time.monotonic() - started
