@@ -4,9 +4,7 @@ recorded first, so another worker calls again and the caller is resumed exactly 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,13 +24,6 @@ def emulator() -> Iterator[EmulatorServer]:
 
 
 @pytest.fixture(scope="module")
-def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("faults")
-    path.chmod(0o777)
-    return path
-
-
-@pytest.fixture(scope="module")
 def engine(
     tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorServer, fault_dir: Path
 ) -> Iterator[ProdEngine]:
@@ -45,26 +36,6 @@ def engine(
     engine = start_prod_engine(tmp_path_factory.mktemp("engine"), graphs, env=env)
     yield engine
     engine.stop()
-
-
-@pytest.fixture
-async def reviver(engine: ProdEngine) -> AsyncIterator[list[int]]:
-    """Restart a worker that died, as the platform would."""
-    restarted: list[int] = []
-
-    async def loop() -> None:
-        while True:
-            for i, pid in enumerate(engine.pids):
-                if pid is None:
-                    await asyncio.to_thread(engine.restart, i)
-                    restarted.append(i)
-            await asyncio.sleep(0.2)
-
-    task = asyncio.create_task(loop())
-    yield restarted
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def test_a_worker_killed_mid_fallback_call_resumes_the_caller_exactly_once(
