@@ -95,3 +95,13 @@ async def assert_exactly_once(
     assert await runs_per_thread(engine, threads) == [2] * len(threads)
     counts = submissions(emulator)
     assert {t: counts[t] for t in texts} == dict.fromkeys(texts, 1)
+
+
+async def restarted(reviver: list[int], timeout: float = 120) -> list[int]:
+    """The reviver's log once it holds a restart: a kill can land after the last caller
+    settled, and the restart is then still under way."""
+
+    async def seen() -> list[int]:
+        return reviver
+
+    return await until(seen, timeout=timeout)

@@ -11,7 +11,15 @@ import pytest
 
 from batch_bridge.testing import Emulator, EmulatorServer
 from tests.conftest import start_prod_engine
-from tests.prod.helpers import arm, fired, questions, runs_per_thread, settled, start_callers
+from tests.prod.helpers import (
+    arm,
+    fired,
+    questions,
+    restarted,
+    runs_per_thread,
+    settled,
+    start_callers,
+)
 from tests.support.prodengine import ProdEngine
 
 GRAPHS = Path(__file__).resolve().parent / "graphs" / "fallback.py"
@@ -47,6 +55,6 @@ async def test_a_worker_killed_mid_fallback_call_resumes_the_caller_exactly_once
     states = await settled(engine, threads, timeout=90)
     assert [s["values"].get("answer") for s in states] == [f"Echo: {t}" for t in texts]
     assert await runs_per_thread(engine, threads) == [2] * len(threads)  # resumed once each
-    assert fired(fault_dir)["fallback_mid"] == 1 and reviver
+    assert fired(fault_dir)["fallback_mid"] == 1 and await restarted(reviver)
     calls = emulator.emulator.stats()["calls"]["POST /v1/chat/completions"]
     assert len(texts) < calls <= 2 * len(texts)  # the killed tick's calls were made again

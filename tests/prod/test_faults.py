@@ -26,6 +26,7 @@ from tests.prod.helpers import (
     fired,
     live_client,
     questions,
+    restarted,
     retrying,
     runs_per_thread,
     settled,
@@ -83,12 +84,7 @@ async def test_a_bridge_worker_killed_at_any_step_loses_and_repeats_nothing(
     threads = await start_callers(engine, "agent", [{"question": t} for t in texts])
     await assert_exactly_once(engine, emulator, texts, threads)
     assert fired(fault_dir)[point] >= 1
-
-    async def restarted() -> list[int]:
-        return reviver
-
-    # The kill can land after the last caller settled; the restart is then still under way.
-    await until(restarted, timeout=120)
+    assert await restarted(reviver)
 
 
 async def test_a_tick_that_crashes_again_and_again_recovers_by_itself(
@@ -251,7 +247,7 @@ async def test_a_worker_killed_mid_cancel_resumes_each_caller_once(
         )
 
     states = await settled(engine, threads)
-    assert fired(fault_dir)["cancel_after"] == 1 and reviver
+    assert fired(fault_dir)["cancel_after"] == 1 and await restarted(reviver)
     statuses = [s["status"] for s in states]
     assert "idle" in statuses and "error" in statuses, statuses
     for text, state in zip(texts, states, strict=True):

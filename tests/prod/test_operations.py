@@ -27,6 +27,7 @@ from tests.prod.helpers import (
     fired,
     live_client,
     questions,
+    restarted,
     retrying,
     runs_per_thread,
     settled,
@@ -160,7 +161,7 @@ async def test_a_caller_gone_after_submit_is_never_resumed_through_a_killed_deli
     arm(fault_dir, "deliver_after")
 
     await assert_exactly_once(engine, emulator, texts[1:], threads[1:])
-    assert fired(fault_dir)["deliver_after"] == 1 and reviver
+    assert fired(fault_dir)["deliver_after"] == 1 and await restarted(reviver)
     assert submissions(emulator)[texts[0]] == 1
 
     async def shown() -> dict[str, Any] | None:
