@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -92,6 +94,43 @@ def server_log(running: Any) -> str:
     if isinstance(running, DevServer):
         return running.log_path.read_text(errors="replace")
     return "".join(running.log(i) for i in range(running.workers))
+
+
+@contextlib.contextmanager
+def profiled(pids: list[int], out: Path | None, label: str) -> Iterator[None]:
+    """py-spy on every server process for the round, as collapsed stacks in `out`
+    (`--profile DIR`): what bounds a figure is read from these."""
+    if out is None:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    spies = [
+        subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "50",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "-o",
+                str(out / f"{label}-{pid}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(timeout=60)
 
 
 def pg_bytes(running: Any) -> tuple[int, int] | None:
@@ -217,7 +256,13 @@ def provider_view(log_text: str) -> dict[str, float]:
 
 
 def one_round(
-    engine: str, workers: int, jobs: int, shape: tuple[int, int], one_batch: bool, floor: bool
+    engine: str,
+    workers: int,
+    jobs: int,
+    shape: tuple[int, int],
+    one_batch: bool,
+    floor: bool,
+    profile: Path | None = None,
 ) -> dict[str, float]:
     """A round on a fresh emulator and server: time, CPU of every engine process, peak RSS
     per worker and, on PostgreSQL, store and WAL bytes per request."""
@@ -235,7 +280,11 @@ def one_round(
         }
         with server(engine, workers, env, jobs) as running:
             before, cpu = pg_bytes(running), cpu_seconds(service_pids(running))
-            figures = asyncio.run(run_callers(running.url, callers, per_thread, one_batch, floor))
+            label = f"{'floor' if floor else 'bridge'}-{int(time.time())}"
+            with profiled(server_pids(running), profile, label):
+                figures = asyncio.run(
+                    run_callers(running.url, callers, per_thread, one_batch, floor)
+                )
             figures["cpu_s"] = cpu_seconds(service_pids(running)) - cpu
             after = pg_bytes(running)
             rss = [peak_rss_mb(pid) or 0.0 for pid in server_pids(running)]
@@ -296,6 +345,11 @@ def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
 @click.option("--jobs", type=int, default=10)
 @click.option("--pairs", type=int, default=1, help="Floor and bridge rounds, interleaved.")
 @click.option("--floor/--no-floor", default=True, help="Run the platform's floor beside.")
+@click.option(
+    "--profile",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Record py-spy profiles of the server processes here.",
+)
 def main(
     engine: str,
     callers: int,
@@ -305,6 +359,7 @@ def main(
     jobs: int,
     pairs: int,
     floor: bool,
+    profile: Path | None,
 ) -> None:
     rows: list[dict[str, Any]] = []
     for workers in worker_counts:
@@ -312,7 +367,9 @@ def main(
             kinds = ("floor", "bridge") if pair % 2 == 0 else ("bridge", "floor")
             for kind in kinds if floor else ("bridge",):
                 shape = (callers, per_thread)
-                figures = one_round(engine, workers, jobs, shape, one_batch, kind == "floor")
+                figures = one_round(
+                    engine, workers, jobs, shape, one_batch, kind == "floor", profile
+                )
                 rows.append({**figures, "round": kind})
                 console.log(rows[-1])
     report(rows, engine, (callers, per_thread), worker_counts, one_batch, pairs if floor else 0)
