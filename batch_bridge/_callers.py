@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from langgraph_sdk.errors import BadRequestError, UnprocessableEntityError
+from langgraph_sdk.schema import ThreadSelectField
+
 from batch_bridge._store import ItemRecord
 
 THREAD_PAGE = 100
@@ -56,9 +59,19 @@ def pages(threads: Threads) -> Iterator[Threads]:
         yield {t: threads[t] for t in ids[start : start + THREAD_PAGE]}
 
 
+THREAD_FIELDS: list[ThreadSelectField] = ["thread_id", "status", "interrupts"]
+"""What a verdict reads: not the threads' values, which the server would decode and send."""
+
+
 async def read_threads(client: Any, thread_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The threads that exist among `thread_ids` (at most a page), by id."""
-    found = await client.threads.search(ids=thread_ids, limit=len(thread_ids))
+    """The threads that exist among `thread_ids` (at most a page), by id. A caller
+    deployment too old to select fields is read whole."""
+    try:
+        found = await client.threads.search(
+            ids=thread_ids, limit=len(thread_ids), select=THREAD_FIELDS
+        )
+    except (BadRequestError, UnprocessableEntityError):
+        found = await client.threads.search(ids=thread_ids, limit=len(thread_ids))
     return {t["thread_id"]: dict(t) for t in found}
 
 

@@ -40,12 +40,13 @@ ItemStatus = Literal[
 BatchStatus = Literal["forming", "submitting", "submitted"]
 
 ITEMS, BATCHES, MEMBERS, META = "items", "batches", "members", "meta"
-ALIASES, QUARANTINE, HANDLES = "aliases", "quarantine", "handles"
+ALIASES, QUARANTINE, HANDLES, TRIES = "aliases", "quarantine", "handles", "tries"
 ITEM_KIND = "batch_bridge.item"
 BATCH_KIND = "batch_bridge.batch"
 MEMBERS_KIND = "batch_bridge.members"
 HANDLE_KIND = "batch_bridge.handle"
 ALIAS_KIND = "batch_bridge.alias"
+TRIES_KIND = "batch_bridge.tries"
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -85,12 +86,7 @@ def parse_members(value: Any) -> list[str]:
 def parse_membership(value: Any) -> tuple[list[str], list[int] | None]:
     """A batch's member keys and, for a deduplicating bridge, each key's slot: the index of
     the provider request that answers it (keys with the same item share one)."""
-    body = verified(value)
-    keys = body.get("keys")
-    if body.get("kind") != MEMBERS_KIND or not isinstance(keys, list):
-        raise RecordError("not a member list")
-    if not all(isinstance(k, str) for k in keys):
-        raise RecordError("member keys must be strings")
+    body, keys = _signed_keys(value, MEMBERS_KIND, "member")
     slots = body.get("slots")
     if slots is None:
         return keys, None
@@ -101,6 +97,25 @@ def parse_membership(value: Any) -> tuple[list[str], list[int] | None]:
     ):
         raise RecordError("member slots must be one index per key")
     return keys, slots
+
+
+def tries_value(keys: list[str]) -> dict[str, Any]:
+    return _trust.sign({"kind": TRIES_KIND, "keys": keys})
+
+
+def parse_tries(value: Any) -> list[str]:
+    """The item keys a page of resumes was about to try (`bridge/deliver.py`)."""
+    return _signed_keys(value, TRIES_KIND, "tried")[1]
+
+
+def _signed_keys(value: Any, kind: str, what: str) -> tuple[dict[str, Any], list[str]]:
+    body = verified(value)
+    keys = body.get("keys")
+    if body.get("kind") != kind or not isinstance(keys, list):
+        raise RecordError(f"not a list of {what} keys")
+    if not all(isinstance(k, str) for k in keys):
+        raise RecordError(f"{what} keys must be strings")
+    return body, keys
 
 
 def alias_value(key: str) -> dict[str, Any]:

@@ -34,8 +34,23 @@ def _json_default(value: Any) -> Any:
 
 
 def to_json_safe(value: Any) -> Any:
-    """Round-trip through JSON so what we store is exactly what the caller will get."""
+    """Round-trip through JSON so what we store is exactly what the caller will get; a
+    value that is already plain JSON (an adapter's decoded row) is that already."""
+    if _plain(value):
+        return value
     return json.loads(json.dumps(value, default=_json_default))
+
+
+def _plain(node: Any) -> bool:
+    """Whether `node` is made of dicts with string keys, lists and JSON scalars only: its
+    JSON round trip is itself. Tuples, models and other keys need the round trip."""
+    if node is None or isinstance(node, str | int | float):  # bool is an int
+        return True
+    if isinstance(node, list):
+        return all(_plain(v) for v in node)
+    if isinstance(node, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in node.items())
+    return False
 
 
 def ok(value: Any) -> Envelope:

@@ -31,6 +31,7 @@ from batch_bridge._records import (
     MEMBERS_KIND,
     META,
     QUARANTINE,
+    TRIES,
     BatchHeader,
     BatchStatus,
     ItemRecord,
@@ -47,6 +48,8 @@ from batch_bridge._records import (
     parse_alias,
     parse_members,
     parse_membership,
+    parse_tries,
+    tries_value,
     verified,
 )
 from batch_bridge._usage import USAGE_BATCHES, USAGE_KIND, ModelUsage, item_usage, usage_namespace
@@ -64,6 +67,7 @@ __all__ = [
     "MEMBERS_KIND",
     "META",
     "QUARANTINE",
+    "TRIES",
     "BatchHeader",
     "BatchStatus",
     "ItemRecord",
@@ -149,19 +153,35 @@ class Ledger:
         """Write records, a page per round trip. With `usage`, each record's usage record
         (keyed like the item, in its thread's namespace) goes first, in the same pages: a
         re-run overwrites it, so nothing is counted twice."""
-        ops = []
-        items = []
+        records = list(records)
         now = time.time()
-        for record in records:
-            record.updated_at = now
-            items.append(PutOp(self.ns(ITEMS), record.key, record.to_value(), index=False))
-            if usage and record.usage is not None:
-                value = item_usage(record.usage, record.thread_id, record.batch_id, now)
-                ns = usage_namespace(self.bridge, record.thread_id)
-                ops.append(PutOp(ns, record.key, value, index=False))
-        ops += items
-        for start in range(0, len(ops), STORE_PAGE):
-            await self.store.abatch(ops[start : start + STORE_PAGE])
+        step = STORE_PAGE // 2 if usage else STORE_PAGE
+        for start in range(0, len(records), step):  # values built a page at a time
+            ops, items = [], []
+            for record in records[start : start + step]:
+                record.updated_at = now
+                value = record.to_value()
+                items.append(PutOp(self.ns(ITEMS), record.key, value, index=False))
+                if usage and record.usage is not None:
+                    spent = item_usage(record.usage, record.thread_id, record.batch_id, now)
+                    ns = usage_namespace(self.bridge, record.thread_id)
+                    ops.append(PutOp(ns, record.key, spent, index=False))
+            await self.store.abatch(ops + items)
+
+    async def put_tries(self, page_id: str, keys: list[str]) -> None:
+        """One record for a page of resumes about to be sent, instead of a rewrite of each
+        item's record: deleted once each item's outcome is written."""
+        await self.store.aput(self.ns(TRIES), page_id, tries_value(keys), index=False)
+
+    async def tries(self) -> dict[str, list[str]]:
+        """Pages of resumes a killed tick left unsettled, by page id."""
+        found: dict[str, list[str]] = {}
+        for stored in await self.search(TRIES):
+            try:
+                found[stored.key] = parse_tries(stored.value)
+            except RecordError as exc:
+                await self.quarantine(TRIES, stored.key, stored.value, str(exc))
+        return found
 
     async def put_batch_usage(self, batch_id: str, by_model: dict[str, ModelUsage]) -> None:
         """A batch's per-model usage, written once: a re-run of `finish` after a crash sees

@@ -343,6 +343,7 @@ class Batches:
                     late += [cost] if envelope.get("ok") and cost else []
                 continue
             record.status, record.result = "result", copy.deepcopy(envelope) if rider else envelope
+            record.item = None  # answered: the request is not needed again, nor written again
             record.result_at = record.next_attempt_at = self.clock()
             billed = envelope.get("ok") and not rider  # the provider billed the slot once
             record.usage = self.prices.cost(envelope.get("value")) if billed else None

@@ -3,8 +3,9 @@
 Before every resume the bridge reads the caller's thread: it resumes only an interrupt that
 is still pending there and whose value carries the item's digest, so neither a replayed
 tick nor a stale or foreign record pushes a result twice or into the wrong thread. The try
-is counted in the ledger *before* the resume is sent; after a crash, a thread that no longer
-waits on an item that was tried means the resume went through. Refused resumes (busy
+is recorded in the ledger *before* the resume is sent (one `tries` record per page, settled
+into each item's `attempts` once its outcome is written); after a crash, a thread that no
+longer waits on an item that was tried means the resume went through. Refused resumes (busy
 thread, 5xx, caller deployment down) back off exponentially up to a horizon of hours; then
 the item is `undeliverable`: recorded and counted. A caller that no longer waits (thread
 deleted, run cancelled) is not retried: its result is `dropped` and counted at once.
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
 from batch_bridge import _callers, _client
 from batch_bridge._config import BUSY_THREAD_RETRY_S, DeliveryPolicy
-from batch_bridge._store import ItemRecord, Ledger
+from batch_bridge._store import TRIES, ItemRecord, Ledger
 from batch_bridge.bridge.calls import Clock
 from batch_bridge.errors import ConfigError
 
@@ -45,12 +47,19 @@ class Deliverer:
         self.delivered = 0
         self.undeliverable = 0
         self.dropped = 0
+        self.tried_before: set[str] | None = None
+        """Keys a killed tick's unsettled pages tried: read once per tick."""
 
     async def run(self, records: list[ItemRecord]) -> None:
-        """Deliver in pages of caller threads: one search reads a page of threads, one write
-        records every try of the page before its resumes go out, one write confirms them,
-        so the store work per item stays flat however many results wait."""
+        """Deliver in pages of caller threads: one search reads a page of threads, one
+        record notes the page's tries before its resumes go out, one write per item settles
+        them, so the store work per item stays flat however many results wait."""
         self.now = self.clock()  # a batch that ended mid-tick is due now, not at tick start
+        if self.tried_before is None:
+            self.tried_before = await self._settle_old_tries()
+        for record in records:
+            if record.key in self.tried_before:
+                record.attempts = max(record.attempts, 1)
         due = [r for r in records if r.next_attempt_at <= self.now]
         for url, by_thread in _callers.by_caller(due).items():
             for page in _callers.pages(by_thread):
@@ -84,10 +93,11 @@ class Deliverer:
         if not ready:
             return
         tried = [record for matched in ready.values() for _, record in matched]
-        for record in tried:
+        page_id = uuid.uuid4().hex
+        await self.ledger.put_tries(page_id, [r.key for r in tried])  # before any resume
+        for record in tried:  # written with each item's outcome
             record.attempts += 1
             record.next_attempt_at = self.now + self._backoff(record.failures + 1)
-        await self.ledger.put_items(tried)  # every try counted before any resume is sent
         gate = asyncio.Semaphore(self.policy.concurrency)
 
         async def resume(thread_id: str, matched: list[tuple[str, ItemRecord]]) -> bool:
@@ -103,6 +113,22 @@ class Deliverer:
                 for _, r in matched
             ]
         )
+        await self.ledger.delete(TRIES, [page_id])  # every try's outcome is written
+
+    async def _settle_old_tries(self) -> set[str]:
+        """Write the tries of pages a killed tick left unsettled into their items'
+        `attempts`, then drop those pages: their resumes may have gone through."""
+        pages = await self.ledger.tries()
+        keys = {key for page in pages.values() for key in page}
+        if not pages:
+            return keys
+        found = await self.ledger.get_items(sorted(keys))
+        unsettled = [r for r in found.values() if r.status == "result" and r.attempts == 0]
+        for record in unsettled:
+            record.attempts = 1
+        await self.ledger.put_items(unsettled)
+        await self.ledger.delete(TRIES, list(pages))
+        return keys
 
     async def _match(
         self, thread_id: str, thread: dict[str, Any], records: list[ItemRecord]

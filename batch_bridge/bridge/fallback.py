@@ -198,7 +198,7 @@ class Fallbacks:
         await self._result(record, envelope)
 
     async def _result(self, record: ItemRecord, envelope: dict[str, Any]) -> None:
-        record.status, record.result = "result", envelope
+        record.status, record.result, record.item = "result", envelope, None
         record.result_at = record.next_attempt_at = self.batches.clock()
         record.last_error = None
         await self.ledger.put_items([record], usage=True)

@@ -124,6 +124,9 @@ class Intake:
         self.queue = queue or QueueView()
         self.deferred = 0
         """Items of the last flush whose caller thread was busy: looked at again soon."""
+        self.force_left = False
+        """A forced flush deferred some of its items: the next look forces again, so "flush
+        now" also sends those whose thread was still saving its interrupt."""
         self.due: list[ItemRecord] = []
         """Queued items whose deadline passed (and whose caller waits): they fall back."""
         self.next_deadline: float | None = None
@@ -174,6 +177,7 @@ class Intake:
         chosen = [r for chunk in chunks for r in chunk]
         ready, later = await self.owners(chosen) if chosen else ([], [])
         self.deferred = len(later)
+        self.force_left = bool(later) and (force or self.force_left)
         size = self.policy.max_batch_size
         if self.policy.dedupe:
             chunks = dedupe.group(ready, size)

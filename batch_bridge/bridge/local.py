@@ -101,6 +101,8 @@ class Futures:
                 future.set_result(unwrap(record.result or {}))
             except Exception as exc:
                 future.set_exception(exc)
+        for record in records:
+            record.status = "delivered"
         self.delivered += len(records)
         await self.ledger.delete(ITEMS, [r.key for r in records])
 

@@ -49,6 +49,8 @@ class Passes:
         self.clock = batches.clock
         self.now = self.clock()
         self.fallbacks = Fallbacks(batches)
+        self.undelivered = 0
+        """Results the last pass left waiting for a retry (busy or refusing callers)."""
 
     async def take(self, force: bool, last_flushed: float) -> PassOutcome:
         """One pass: finish forming batches, call the provider, flush, deliver."""
@@ -61,10 +63,12 @@ class Passes:
         last_flushed = flushed_at or last_flushed
         if self.intake.due:  # queued items the flush found past their deadline
             await self.fallbacks.run(self.intake.take_due())
-        await self.delivery.run(await self.ledger.items("result"))
+        results = await self.ledger.items("result")
+        await self.delivery.run(results)  # settles them in place: the rest wait for a retry
+        self.undelivered = sum(r.status == "result" for r in results)
 
         due = [Batches.due_at(h) for h in await self.ledger.headers()]
-        due += [r.next_attempt_at for r in await self.ledger.items("result")]
+        due += [r.next_attempt_at for r in results if r.status == "result"]
         deadlines = (self.fallbacks.next_at, self.intake.next_deadline)
         due += [t for t in deadlines if t is not None]
         now = self.clock()

@@ -171,11 +171,10 @@ class Tick:
     async def _summary(self, state: BridgeState) -> BridgeState:
         """Counts for the bridge's state (never payloads); totals add this tick's counters."""
         in_flight = await self.ledger.headers()
-        results = await self.ledger.items("result")
         undeliverable = len(await self.ledger.search(ITEMS, {"status": "undeliverable"}))
         oldest = self.intake.queue.oldest_at
         summary: BridgeState = {
-            "flush": False,
+            "flush": self.intake.force_left,
             "cancel": [],
             "pending": self.intake.queue.count,
             "oldest_pending_at": oldest,
@@ -190,7 +189,7 @@ class Tick:
                 }
                 for h in in_flight[:50]
             ],
-            "delivering": len(results),
+            "delivering": self.passes.undelivered,
             "undeliverable": undeliverable,
             "record_key": _trust.key_source(),
             "last_error": self.batches.last_error or state.get("last_error"),

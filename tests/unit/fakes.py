@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from langgraph_sdk.errors import ConflictError
+import httpx
+from langgraph_sdk.errors import ConflictError, UnprocessableEntityError
 
 from batch_bridge._store import ItemRecord, digest
 
@@ -26,11 +27,14 @@ class FakeThreads:
     searches: int = 0
     fail: Exception | None = None
 
-    async def search(self, *, ids: list[str], limit: int) -> list[dict[str, Any]]:
+    async def search(
+        self, *, ids: list[str], limit: int, select: list[str] | None = None
+    ) -> list[dict[str, Any]]:
         self.searches += 1
         if self.fail is not None:
             raise self.fail
-        return [self.threads[t] for t in ids if t in self.threads][:limit]
+        found = [self.threads[t] for t in ids if t in self.threads][:limit]
+        return [{k: t[k] for k in select if k in t} for t in found] if select else found
 
     async def create(self, **kwargs: Any) -> dict[str, Any]:
         return {"thread_id": kwargs.get("thread_id")}
@@ -94,11 +98,16 @@ class FakeClient:
 
 
 def conflict() -> ConflictError:
-    import httpx
-
     request = httpx.Request("POST", "http://caller/runs")
     response = httpx.Response(409, request=request)
     return ConflictError("busy", response=response, body=None)
+
+
+def unprocessable() -> UnprocessableEntityError:
+    """What a server answers to a field it does not know (`select` before it existed)."""
+    request = httpx.Request("POST", "http://caller/threads/search")
+    response = httpx.Response(422, request=request)
+    return UnprocessableEntityError("select", response=response, body=None)
 
 
 @dataclass

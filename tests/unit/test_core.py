@@ -127,6 +127,16 @@ def test_envelopes_round_trip_values_and_errors():
         unwrap(not_json)
 
 
+def test_an_envelope_holds_what_the_caller_will_get_from_json():
+    """Plain JSON (an adapter's decoded row) is kept as is, not copied; anything else is
+    what its JSON round trip gives."""
+    row = {"choices": [{"message": {"content": "hi"}}], "usage": {"total_tokens": 3}}
+    assert ok(row)["value"] is row
+    assert ok({"pair": (1, 2), 7: "seven"})["value"] == {"pair": [1, 2], "7": "seven"}
+    with pytest.raises(BatchItemError, match="NaN or infinity"):
+        unwrap(ok({"score": float("nan")}))
+
+
 async def test_wait_outside_a_graph_says_where_to_call_it():
     with pytest.raises(WaitOutsideGraphError, match="inside a node"):
         await wait("x")

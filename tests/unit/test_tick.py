@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from langgraph.store.memory import InMemoryStore
 
 from batch_bridge._config import DeliveryPolicy, Reliability
@@ -16,7 +17,7 @@ from batch_bridge.bridge.deliver import Deliverer
 from batch_bridge.bridge.tick import Tick
 from batch_bridge.types import FlushPolicy
 
-from .fakes import Clock, FakeClient, FakeProvider, conflict
+from .fakes import Clock, FakeClient, FakeProvider, conflict, unprocessable
 
 
 def queued(thread_id: str, item: Any, created_at: float, interrupt: str = "") -> ItemRecord:
@@ -109,6 +110,26 @@ async def test_a_young_partial_batch_waits_and_the_tick_says_when_to_look_again(
     state = await make_tick(store, client, clock, provider).run(state, "run-2")
     assert provider.submitted == [["x"]]
     assert state["items_delivered"] == 1
+
+
+async def test_a_forced_flush_also_sends_the_items_it_deferred_for_a_busy_thread():
+    """`flush=True` means now: an item whose thread was still saving its interrupt goes out
+    as soon as the thread rests, not when the flush rule would send it."""
+    store, client, clock, provider = InMemoryStore(), FakeClient(), Clock(), FakeProvider()
+    ledger = Ledger(store, "bridge")
+    ready, saving = queued("t1", "a", clock.now - 1), queued("t2", "b", clock.now - 1)
+    await ledger.put_items([ready, saving])
+    client.threads.waiting(ready)
+    client.threads.threads["t2"] = {"thread_id": "t2", "status": "busy", "interrupts": {}}
+
+    state = await make_tick(store, client, clock, provider).run({"flush": True}, "run-1")
+    assert provider.submitted == [["a"]] and state["flush"] is True  # b: later, still forced
+
+    client.threads.waiting(saving)
+    clock.now += 1  # far younger than the batch age of 5 s
+    state = await make_tick(store, client, clock, provider).run(state, "run-1")
+    assert provider.submitted == [["a"], ["b"]] and state["flush"] is False
+    assert set((await statuses(ledger)).values()) == {"delivered"}
 
 
 async def test_an_item_its_thread_does_not_wait_on_is_never_submitted():
@@ -219,6 +240,59 @@ async def test_a_tried_item_whose_resume_never_ran_is_resumed_once_the_thread_re
     assert record.status == "delivered" and record.attempts == 2
 
 
+class Killed(BaseException):
+    """A worker dying at a line: nothing after it runs, no handler catches it."""
+
+
+async def test_a_page_killed_after_its_resumes_is_settled_as_tried_by_the_next_tick():
+    """The try is one `tries` record per page, not a rewrite of each item. A tick killed
+    after the resumes went out, before any outcome was written, leaves that record; the
+    next tick counts its items as tried: never resumed again, delivered, not dropped."""
+    store, client, clock = InMemoryStore(), FakeClient(), Clock()
+    ledger = Ledger(store, "bridge")
+    sent, busy = (with_result(queued(t, t, clock.now)) for t in ("sent", "busy"))
+    await ledger.put_items([sent, busy])
+    client.threads.waiting(sent)
+    client.threads.waiting(busy)
+    writes = ledger.put_items
+
+    async def killed(*args: Any, **kwargs: Any) -> None:
+        raise Killed
+
+    ledger.put_items = killed  # type: ignore[method-assign]
+    first = Deliverer(ledger, DeliveryPolicy(backoff_s=2.0), client.client_for, clock)
+    with pytest.raises(Killed):
+        await first.run(await ledger.items("result"))
+    assert [t for t, _, _ in client.runs.resumes] == ["sent", "busy"]
+    assert [r.attempts for r in await ledger.items("result")] == [0, 0]  # nothing settled
+    assert len(await ledger.tries()) == 1
+
+    ledger.put_items = writes  # type: ignore[method-assign]
+    client.threads.threads["sent"].update(status="idle")  # its resume run ran
+    client.threads.waiting(busy, status="busy")  # its resume run is still queued
+    second = deliverer(store, client, clock)
+    await second.run(await Ledger(store, "bridge").items("result"))
+
+    assert len(client.runs.resumes) == 2  # none sent twice
+    assert await statuses(ledger) == {sent.key: "delivered", busy.key: "result"}
+    assert second.delivered == 1 and second.dropped == 0
+    assert await ledger.tries() == {}
+    (waiting,) = await ledger.items("result")
+    assert waiting.attempts == 1  # settled into the record: the next look waits for the run
+
+
+async def test_a_delivered_page_leaves_no_tries_record():
+    store, client, clock = InMemoryStore(), FakeClient(), Clock()
+    records = [with_result(queued(f"t{i}", i, clock.now)) for i in range(3)]
+    for record in records:
+        client.threads.waiting(record)
+    deliver = deliverer(store, client, clock)
+
+    await deliver.run(records)
+
+    assert deliver.delivered == 3 and await Ledger(store, "bridge").tries() == {}
+
+
 async def test_delivery_settles_gone_busy_foreign_and_refused_threads():
     store, client, clock = InMemoryStore(), FakeClient(), Clock()
     gone = with_result(queued("gone", "a", clock.now))
@@ -248,6 +322,23 @@ async def test_delivery_settles_gone_busy_foreign_and_refused_threads():
     await deliver.run([refused])
     assert refused.status == "result" and refused.attempts == 1  # 409: the thread is busy
     assert refused.next_attempt_at == clock.now + 1.0
+
+
+async def test_delivery_reads_whole_threads_from_a_server_that_cannot_select_fields():
+    store, client, clock = InMemoryStore(), FakeClient(), Clock()
+    record = with_result(queued("t1", "x", clock.now))
+    client.threads.waiting(record)
+    search = client.threads.search
+
+    async def old_server(**kwargs: Any) -> list[dict[str, Any]]:
+        if kwargs.get("select"):
+            raise unprocessable()
+        return await search(**kwargs)
+
+    client.threads.search = old_server  # type: ignore[method-assign]
+    deliver = deliverer(store, client, clock)
+    await deliver.run([record])
+    assert deliver.delivered == 1 and [t for t, _, _ in client.runs.resumes] == ["t1"]
 
 
 async def test_delivery_defers_when_caller_threads_cannot_be_read():
