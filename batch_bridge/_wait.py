@@ -60,14 +60,14 @@ def _running_config() -> dict[str, Any]:
 def _check_item(item: Any) -> str:
     """Refuse, before the interrupt, an item the platform could not store; return its digest."""
     try:
-        json.dumps(item)
+        item_digest = digest(item)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"The item sent to the bridge must be JSON-serialisable (it is stored and sent to "
             f"another graph): {exc}"
         ) from exc
     check_storable(item, "The item sent to the bridge")
-    return digest(item)
+    return item_digest
 
 
 def _record(
@@ -120,34 +120,40 @@ def _replay_alias(config: dict[str, Any], item_digest: str) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
-Get = tuple[Literal["get"], tuple[str, ...], str]
-Put = tuple[Literal["put"], tuple[str, ...], str, dict[str, Any]]
-Steps = Generator[Get | Put, Any, str]
+Key = tuple[tuple[str, ...], str]
+Reads = tuple[Literal["get"], list[Key]]
+Writes = tuple[Literal["put"], list[tuple[tuple[str, ...], str, dict[str, Any]]]]
+Steps = Generator[Reads | Writes, Any, str]
 
 
 def _enqueue_steps(new: ItemRecord, bridge: str) -> Steps:
     """The put-if-absent protocol, free of I/O so async and sync callers share it.
 
-    Yields store reads and writes; returns the key of the record that answers this call,
-    which the interrupt carries as its `ref` (the bridge resumes the interrupt with that ref).
+    Yields store reads (answered with one value per key) and writes, each a list that the
+    caller's store takes in one round trip (writes in order: the alias before the item, so
+    a retried run always finds the record its first try wrote). Returns the key of the
+    record that answers this call, which the interrupt carries as its `ref` (the bridge
+    resumes the interrupt with that ref).
     """
     items, aliases = namespace(bridge, ITEMS), namespace(bridge, ALIASES)
-    existing = yield ("get", items, new.key)
+    existing, aliased = yield ("get", [(items, new.key), (aliases, new.alias or "")])
     if existing is not None:
         record = _plan(existing, new.key, new)
         if record is not None:
-            yield ("put", items, record.key, record.to_value())
+            yield ("put", [(items, record.key, record.to_value())])
         return new.key
-    target = parse_alias((yield ("get", aliases, new.alias or "")))
+    target = parse_alias(aliased)
     if target is not None and target != new.key:
-        earlier = yield ("get", items, target)
+        (earlier,) = yield ("get", [(items, target)])
         if earlier is not None:
             record = _plan(earlier, target, new)
             if record is not None:
-                yield ("put", items, target, record.to_value())
+                yield ("put", [(items, target, record.to_value())])
             return target
-    yield ("put", aliases, new.alias or "", alias_value(new.key))
-    yield ("put", items, new.key, new.to_value())
+    yield (
+        "put",
+        [(aliases, new.alias or "", alias_value(new.key)), (items, new.key, new.to_value())],
+    )
     return new.key
 
 
@@ -199,7 +205,7 @@ def _answer(value: Any) -> Any:
 
 
 def _question(item: Any, batcher: str, item_digest: str) -> dict[str, Any]:
-    return {"kind": WAIT_KIND, "batcher": batcher, "digest": item_digest, "item": item}
+    return {"kind": WAIT_KIND, "batcher": batcher, "digest": item_digest}
 
 
 def _bridge_name(batcher: Any) -> str:
@@ -261,9 +267,9 @@ async def _enqueue(
         while True:
             step = steps.send(answer)
             if step[0] == "get":
-                answer = await queue.get(step[1], step[2])
+                answer = await queue.get_many(step[1])
             else:
-                await queue.put(step[1], step[2], step[3])
+                await queue.put_many(step[1])
                 wrote, answer = True, None
     except StopIteration as done:
         ref: str = done.value
@@ -320,9 +326,10 @@ def _enqueue_sync(
         while True:
             step = steps.send(answer)
             if step[0] == "get":
-                answer = queue.get(step[1], step[2])
+                answer = [queue.get(ns, key) for ns, key in step[1]]
             else:
-                queue.put(step[1], step[2], step[3])
+                for ns, key, value in step[1]:
+                    queue.put(ns, key, value)
                 wrote, answer = True, None
     except StopIteration as done:
         ref: str = done.value

@@ -114,9 +114,10 @@ def run_steps(new: ItemRecord, store: dict) -> str:
         while True:
             step = steps.send(answer)
             if step[0] == "get":
-                answer = store.get((step[1], step[2]))
+                answer = [store.get(key) for key in step[1]]
             else:
-                store[(step[1], step[2])] = step[3]
+                for ns, key, value in step[1]:
+                    store[(ns, key)] = value
                 answer = None
     except StopIteration as done:
         return done.value
