@@ -133,8 +133,8 @@ def profiled(pids: list[int], out: Path | None, label: str) -> Iterator[None]:
             spy.wait(timeout=60)
 
 
-def pg_bytes(running: Any) -> tuple[int, int, int] | None:
-    """(store table bytes, WAL position, runs created) of the engine's database."""
+def pg_bytes(running: Any) -> tuple[int, int] | None:
+    """(store table bytes, WAL position) of the engine's database."""
     if isinstance(running, DevServer):
         return None
     import psycopg
@@ -142,10 +142,10 @@ def pg_bytes(running: Any) -> tuple[int, int, int] | None:
     with psycopg.connect(running.database_uri) as conn:
         row = conn.execute(
             "select pg_total_relation_size('store'), "
-            "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, (select count(*) from runs)"
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
         ).fetchone()
     assert row is not None
-    return int(row[0]), int(row[1]), int(row[2])
+    return int(row[0]), int(row[1])
 
 
 async def tally(client: Any, tag: str, per_thread: int) -> tuple[int, int]:
@@ -203,6 +203,10 @@ async def run_callers(
         return (await tally(client, tag, per_thread))[0]
 
     async def answered() -> int:
+        """Threads answered; none before every run is created (a created thread whose run
+        is not yet is idle too, and the round would end with it never run)."""
+        if not creating.done():
+            return 0
         if per_thread > 1 and (await count("busy") or await count("interrupted")):
             return min(await count("idle"), n - 1)  # some are not answered yet
         return (await tally(client, tag, per_thread))[1]
@@ -294,7 +298,6 @@ def one_round(
     if before and after:
         figures["store_b_per_item"] = (after[0] - before[0]) / requests
         figures["wal_b_per_item"] = (after[1] - before[1]) / requests
-        figures["runs_per_thread"] = (after[2] - before[2]) / callers
     return figures
 
 
@@ -312,7 +315,6 @@ COLUMNS = [
     ("peak_rss_mb", "peak RSS MB (per worker)", "{:.0f}"),
     ("store_b_per_item", "store bytes/request", "{:.0f}"),
     ("wal_b_per_item", "bytes written/request (WAL)", "{:.0f}"),
-    ("runs_per_thread", "runs/caller thread", "{:.2f}"),
 ]
 RATIOS = ("total_s", "cpu_s", "peak_rss_mb", "store_b_per_item", "wal_b_per_item")
 
