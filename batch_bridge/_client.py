@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from langgraph.config import get_store
-from langgraph.store.base import BaseStore, GetOp, Item, PutOp
+from langgraph.store.base import BaseStore
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
@@ -289,20 +289,14 @@ class BridgeQueue:
             await self.client.store.put_item(namespace, key, value, index=False)
 
     async def get_many(self, keys: list[tuple[tuple[str, ...], str]]) -> list[Any]:
-        """Values of several records: one store round trip in-process."""
-        if self.store is None:
-            return [await self.get(ns, key) for ns, key in keys]
-        found = await self.store.abatch([GetOp(ns, key) for ns, key in keys])
-        return [item.value if isinstance(item, Item) else None for item in found]
+        """Values of several records, read at once: in-process they join one store round
+        trip, with the reads of every other call in the node's step."""
+        return list(await asyncio.gather(*(self.get(ns, key) for ns, key in keys)))
 
     async def put_many(self, entries: list[tuple[tuple[str, ...], str, dict[str, Any]]]) -> None:
-        """Write several records in order: in-process in one store round trip (one
-        statement on PostgreSQL), through the SDK one after the other."""
-        if self.store is None:
-            for ns, key, value in entries:
-                await self.put(ns, key, value)
-            return
-        await self.store.abatch([PutOp(ns, key, value, index=False) for ns, key, value in entries])
+        """Write several records, each durable before the next is written."""
+        for ns, key, value in entries:
+            await self.put(ns, key, value)
 
     async def delete(self, namespace: tuple[str, ...], key: str) -> None:
         if self.store is not None:
