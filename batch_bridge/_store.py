@@ -52,7 +52,14 @@ from batch_bridge._records import (
     tries_value,
     verified,
 )
-from batch_bridge._usage import USAGE_BATCHES, USAGE_KIND, ModelUsage, item_usage, usage_namespace
+from batch_bridge._usage import (
+    USAGE_BATCHES,
+    USAGE_KIND,
+    ModelUsage,
+    batch_of_usage_key,
+    item_usage,
+    usage_namespace,
+)
 
 __all__ = [
     "ALIASES",
@@ -183,13 +190,15 @@ class Ledger:
                 await self.quarantine(TRIES, stored.key, stored.value, str(exc))
         return found
 
-    async def put_batch_usage(self, batch_id: str, by_model: dict[str, ModelUsage]) -> None:
-        """A batch's per-model usage, written once: a re-run of `finish` after a crash sees
-        fewer unfinished items, and must not replace the sums over all of them."""
-        if await self.store.aget(self.ns(USAGE_BATCHES), batch_id) is not None:
+    async def put_batch_usage(self, key: str, by_model: dict[str, ModelUsage]) -> None:
+        """A batch's (or a page of it's) per-model usage, written once: a re-run of
+        `finish` after a crash sees fewer unfinished items, and must not replace the sums
+        over all of them."""
+        if await self.store.aget(self.ns(USAGE_BATCHES), key) is not None:
             return
+        batch_id = batch_of_usage_key(key)
         value = {"kind": USAGE_KIND, "batch_id": batch_id, "by_model": by_model}
-        await self.store.aput(self.ns(USAGE_BATCHES), batch_id, value, index=False)
+        await self.store.aput(self.ns(USAGE_BATCHES), key, value, index=False)
 
     async def parse_item(self, key: str, value: Any) -> ItemRecord | None:
         try:

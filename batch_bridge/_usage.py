@@ -82,6 +82,15 @@ def usage_namespace(bridge: str, thread_id: str | None = None) -> tuple[str, ...
     return base if thread_id is None else (*base, thread_label(thread_id))
 
 
+def batch_usage_key(batch_id: str, page: int) -> str:
+    """The key of one page's share of a batch's usage (`finish` writes a batch by pages)."""
+    return batch_id if page == 0 else f"{batch_id}#{page}"
+
+
+def batch_of_usage_key(key: str) -> str:
+    return key.partition("#")[0]
+
+
 def item_usage(
     cost: Mapping[str, Any], thread_id: str, batch_id: str | None, at: float
 ) -> dict[str, Any]:

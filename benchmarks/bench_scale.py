@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -131,6 +132,38 @@ def profiled(pids: list[int], out: Path | None, label: str) -> Iterator[None]:
             spy.send_signal(signal.SIGINT)
         for spy in spies:
             spy.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def rss_sampled(pids: list[int], out: Path | None, label: str) -> Iterator[list[float]]:
+    """The largest resident memory of any server process up to each second of the round,
+    so a peak can be placed in its phase (`--profile DIR`: the timeline as a TSV too)."""
+    timeline: list[float] = []
+    rows: list[str] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        started = time.monotonic()
+        while not stop.wait(1.0):
+            sizes = [rss_mb(pid) for pid in pids]
+            timeline.append(max(sizes, default=0.0))
+            rows.append("\t".join([f"{time.monotonic() - started:.0f}", *map(str, sizes)]))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield timeline
+    finally:
+        stop.set()
+        sampler.join()
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{label}-rss.tsv").write_text("\n".join(rows) + "\n")
+
+
+def rss_mb(pid: int) -> float:
+    found = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return round(int(found.group(1)) / 1024, 1) if found else 0.0
 
 
 def pg_bytes(running: Any) -> tuple[int, int] | None:
@@ -285,10 +318,13 @@ def one_round(
         with server(engine, workers, env, jobs) as running:
             before, cpu = pg_bytes(running), cpu_seconds(service_pids(running))
             label = f"{'floor' if floor else 'bridge'}-{int(time.time())}"
-            with profiled(server_pids(running), profile, label):
+            pids = server_pids(running)
+            with profiled(pids, profile, label), rss_sampled(pids, profile, label) as rss_s:
                 figures = asyncio.run(
                     run_callers(running.url, callers, per_thread, one_batch, floor)
                 )
+            if "enqueue_s" in figures:
+                figures["enqueue_rss_mb"] = max(rss_s[: int(figures["enqueue_s"])], default=0)
             figures["cpu_s"] = cpu_seconds(service_pids(running)) - cpu
             after = pg_bytes(running)
             rss = [peak_rss_mb(pid) or 0.0 for pid in server_pids(running)]
@@ -312,6 +348,7 @@ COLUMNS = [
     ("cpu_s", "CPU s (server, PG, Redis)", "{:.1f}"),
     ("submit_batches", "provider batches", "{:.0f}"),
     ("largest_batch", "largest batch", "{:.0f}"),
+    ("enqueue_rss_mb", "RSS MB when all wait", "{:.0f}"),
     ("peak_rss_mb", "peak RSS MB (per worker)", "{:.0f}"),
     ("store_b_per_item", "store bytes/request", "{:.0f}"),
     ("wal_b_per_item", "bytes written/request (WAL)", "{:.0f}"),

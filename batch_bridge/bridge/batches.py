@@ -9,7 +9,6 @@ killed at any line is finished by the next one without submitting anything twice
 
 from __future__ import annotations
 
-import copy
 import logging
 import uuid
 from collections import defaultdict, deque
@@ -19,20 +18,16 @@ from typing import Any
 
 from batch_bridge._config import Reliability
 from batch_bridge._prices import DEFAULT_TABLE, PriceTable
-from batch_bridge._results import batch_failed, cancelled, interpret_poll
+from batch_bridge._results import Envelope, batch_failed, cancelled, interpret_poll
 from batch_bridge._store import BatchHeader, ItemRecord, Ledger, check_storable
-from batch_bridge._usage import ModelUsage, add_costs
 from batch_bridge.bridge import dedupe
 from batch_bridge.bridge.calls import Clock, Provider, call_with_timeout, describe
+from batch_bridge.bridge.finish import Finish, HandOn
 from batch_bridge.errors import ConfigError, ProviderError
-from batch_bridge.providers._handles import handle_summary, provider_ids
+from batch_bridge.providers._handles import provider_ids
 from batch_bridge.types import FlushPolicy, Pending
 
 log = logging.getLogger("batch_bridge")
-
-HandOn = Callable[[list[ItemRecord]], Awaitable[None]]
-"""Takes records that just got their result (status `result`): the bridge resumes their
-callers, script mode settles their futures."""
 
 Step = Callable[[], Awaitable[None]]
 
@@ -76,6 +71,7 @@ class Batches:
         self.last_error: str | None = None
         self.finished: deque[dict[str, Any]] = deque(maxlen=RECENT_FINISHED)
         """What this tick finished, oldest first: outcome, counts and duration, no payloads."""
+        self._finish = Finish(ledger, prices, self.counts, clock)
 
     def due(self, header: BatchHeader, now: float) -> Step | None:
         """The provider call this batch is waiting for, if it is due at `now`."""
@@ -223,6 +219,7 @@ class Batches:
             await self._poll_failed(header, exc)
             return
         outcome = interpret_poll(result, header.size, header.batch_id)
+        del result  # the envelopes hold what is needed, and let go of it page by page
         if outcome is None or isinstance(outcome, Pending):
             new_ids: list[str] = []
             if isinstance(outcome, Pending):
@@ -318,44 +315,18 @@ class Batches:
 
     # -- the end ---------------------------------------------------------------------------
 
-    async def finish(self, header: BatchHeader, envelopes: list[dict[str, Any]]) -> None:
+    async def finish(self, header: BatchHeader, envelopes: list[Envelope]) -> None:
         """Record each member's result and cost, hand them on, then drop the batch.
 
         Handed on now, not after slower batches of this tick, and before the provider's
         files are released: the callers wait, the clean-up does not. A crash before the
-        batch is dropped only means a second look: its items are no longer `batched`."""
+        batch is dropped only means a second look: its items are no longer `batched`.
+        `envelopes` is taken over (emptied), so each result is let go once handed on."""
         if header.cancel_requested_at is not None:
             envelopes = cancelled(header.batch_id, envelopes)
-        keys, slots, records = await self._members(header)
-        done = []
-        late: list[dict[str, Any]] = []
-        leads: set[int] = set()
-        for key, slot in zip(keys, range(len(keys)) if slots is None else slots, strict=True):
-            rider, envelope = slot in leads, envelopes[slot] if slot < len(envelopes) else None
-            leads.add(slot)
-            record = records.get(key)
-            if envelope is None or record is None:
-                continue
-            if record.status != "batched" or record.batch_id != header.batch_id:
-                if record.fallback_at is not None and record.batch_id == header.batch_id:
-                    self.counts["late_rows_dropped"] += 1  # answered by the normal API
-                    cost = self.prices.cost(envelope.get("value")) if not rider else None
-                    late += [cost] if envelope.get("ok") and cost else []
-                continue
-            record.status, record.result = "result", copy.deepcopy(envelope) if rider else envelope
-            record.item = None  # answered: the request is not needed again, nor written again
-            record.result_at = record.next_attempt_at = self.clock()
-            billed = envelope.get("ok") and not rider  # the provider billed the slot once
-            record.usage = self.prices.cost(envelope.get("value")) if billed else None
-            done.append(record)
-            self.counts["items_completed" if envelope.get("ok") else "items_failed"] += 1
-        by_model: dict[str, ModelUsage] = {}
-        add_costs(by_model, [*(r.usage for r in done if r.usage is not None), *late])
-        if by_model:
-            await self.ledger.put_batch_usage(header.batch_id, by_model)
-        await self.ledger.put_items(done, usage=True)
-        self.finished.append(finished_entry(header, envelopes, self.clock()))
-        await self.hand_on(done)
+        held: list[Envelope | None] = [*envelopes]
+        envelopes.clear()
+        self.finished.append(await self._finish.run(header, held, self.hand_on))
         await self.release(header)
         await self.ledger.unindex(provider_ids(header.handle))
         await self.ledger.delete_batch(header.batch_id)
@@ -371,25 +342,3 @@ class Batches:
             )
         except Exception as exc:
             log.warning("release of batch %s failed: %s", header.batch_id, describe(exc))
-
-
-def finished_entry(
-    header: BatchHeader, envelopes: list[dict[str, Any]], now: float
-) -> dict[str, Any]:
-    """A finished batch as the status page shows it: outcome, counts, duration, first error."""
-    failed = [e for e in envelopes if not e.get("ok")]
-    error = next((e.get("error") for e in failed if isinstance(e.get("error"), dict)), None)
-    entry: dict[str, Any] = {
-        "batch_id": header.batch_id,
-        "outcome": "failed" if failed and len(failed) == len(envelopes) else "completed",
-        "size": header.size,
-        "ok": len(envelopes) - len(failed),
-        "failed": len(failed),
-        "created_at": header.created_at,
-        "submitted_at": header.submitted_at,
-        "finished_at": now,
-        "duration_s": round(now - header.created_at, 3),
-    }
-    if error is not None:
-        entry["error"] = str(error.get("message") or error.get("type"))[:300]
-    return entry | handle_summary(header.handle)

@@ -24,7 +24,14 @@ from batch_bridge._constants import STORE_PAGE
 from batch_bridge._marker import TICK_MARKER, MarkerState, tick_marker
 from batch_bridge._notice import NOTICE_KEY, current_notice
 from batch_bridge._store import ALIASES, ITEMS, META, Ledger
-from batch_bridge._usage import USAGE, USAGE_BATCHES, USAGE_TOTALS, ModelUsage, fold
+from batch_bridge._usage import (
+    USAGE,
+    USAGE_BATCHES,
+    USAGE_TOTALS,
+    ModelUsage,
+    batch_of_usage_key,
+    fold,
+)
 
 log = logging.getLogger("batch_bridge")
 
@@ -135,7 +142,7 @@ class Upkeep:
         done = {
             stored.key: stored.value
             for stored in await self.ledger.search(USAGE_BATCHES)
-            if stored.key not in in_flight
+            if batch_of_usage_key(stored.key) not in in_flight
         }
         new = fold(totals, done)
         if done:
