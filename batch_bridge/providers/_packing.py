@@ -23,6 +23,7 @@ __all__ = [
     "Request",
     "batch_key",
     "build_request",
+    "compact",
     "custom_id",
     "estimate_tokens",
     "file_name",
@@ -112,6 +113,13 @@ class Chunk:
         return b"\n".join(r.line for r in self.requests) + b"\n" if self.requests else b""
 
 
+def compact(data: bytes) -> bytes:
+    """A right-sized copy of what `orjson.dumps` returned, to keep: orjson 3.13 returns
+    bytes in a buffer of at least 4 kB, so 50,000 kept request lines of 200 bytes held
+    195 MB (found in benchmarks/bench_scale.py's 50,000-request round)."""
+    return bytes(memoryview(data))
+
+
 def build_request(index: int, custom_id: str, item: Any) -> Request | str:
     """Validate one item and render its request line; a string return is the refusal reason.
 
@@ -132,7 +140,7 @@ def build_request(index: int, custom_id: str, item: Any) -> Request | str:
         return "OpenAI batch requests cannot stream; drop 'stream=True' from the body"
     line = {"custom_id": custom_id, "method": "POST", "url": url, "body": dict(body)}
     try:  # orjson: the JSON of 50,000 lines is most of a flush's CPU (benchmarks/RESULTS.md)
-        text = orjson.dumps(line)
+        text = compact(orjson.dumps(line))
     except TypeError:
         try:
             text = json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode()

@@ -19,6 +19,7 @@ from google.genai import _common, types
 from google.genai import batches as _sdk_batches
 
 from batch_bridge.errors import BatchItemError
+from batch_bridge.providers._packing import compact
 from batch_bridge.providers._rows import OFF_LOOP_BYTES, Rows
 from batch_bridge.providers.gemini._api import APIStatusError
 
@@ -66,7 +67,7 @@ def render(client: genai.Client, item: Mapping[str, Any], key: str) -> bytes:
     request = types.InlinedRequest(**dict(item))
     converted = _sdk_batches._InlinedRequest_to_mldev(client._api_client, request)
     body = _common.encode_unserializable_types(_common.convert_to_dict(converted["request"]))
-    return orjson.dumps({"key": key, "request": body})
+    return compact(orjson.dumps({"key": key, "request": body}))
 
 
 def response_dict(response: types.GenerateContentResponse) -> dict[str, Any]:
