@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
@@ -117,23 +117,37 @@ class Ledger:
         that rewriting records while working never shifts a page. Order is the store's own
         (insertion order in memory, most recently updated first on PostgreSQL)."""
         found: dict[str, Item] = {}
+        async for page in self._pages(part, filter):
+            for stored in page:  # a record written meanwhile shifts pages: keep one copy
+                found.setdefault(stored.key, stored)
+        return list(found.values())
+
+    async def _pages(
+        self, part: str, filter: dict[str, Any] | None
+    ) -> AsyncIterator[Sequence[Item]]:
         offset = 0
         while True:
             page = await self.store.asearch(
                 self.ns(part), filter=filter, limit=STORE_PAGE, offset=offset
             )
             offset += len(page)
-            for stored in page:  # a record written meanwhile shifts pages: keep one copy
-                found.setdefault(stored.key, stored)
+            yield page
             if len(page) < STORE_PAGE:
-                return list(found.values())
+                return
 
     async def items(self, status: ItemStatus) -> list[ItemRecord]:
-        records = []
-        for stored in await self.search(ITEMS, {"status": status}):
-            record = await self.parse_item(stored.key, stored.value)
-            if record is not None and record.status == status:
-                records.append(record)
+        """The records of one status, each page parsed as it is read: the stored values
+        (twice the size of the records) are never all held at once."""
+        records: list[ItemRecord] = []
+        seen: set[str] = set()
+        async for page in self._pages(ITEMS, {"status": status}):
+            for stored in page:
+                if stored.key in seen:
+                    continue
+                seen.add(stored.key)
+                record = await self.parse_item(stored.key, stored.value)
+                if record is not None and record.status == status:
+                    records.append(record)
         return records
 
     async def queued_at_least(self, n: int) -> bool:

@@ -136,8 +136,16 @@ class Batches:
 
     # -- the provider ----------------------------------------------------------------------
 
-    async def submit(self, header: BatchHeader) -> None:
-        keys, slots, records = await self._members(header)
+    async def submit(
+        self, header: BatchHeader, claimed: dict[str, ItemRecord] | None = None
+    ) -> None:
+        """Send a batch to the provider. `claimed`: the records `open` just claimed, so a
+        fresh batch is not read back; a batch submitted again is read from the store."""
+        if claimed is None:
+            keys, slots, records = await self._members(header)
+        else:
+            keys, slots = await self.ledger.membership(header.batch_id) or ([], None)
+            records = claimed
         keep = [
             k in records
             and records[k].batch_id == header.batch_id

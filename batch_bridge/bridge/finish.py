@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, MutableSequence
+from collections.abc import Awaitable, Callable, Iterator, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +117,7 @@ class Finish:
         header: BatchHeader,
         page: list[Member],
         records: dict[str, ItemRecord],
-        envelopes: MutableSequence[Envelope | None],
+        envelopes: Sequence[Envelope | None],
         leads: set[int],
         tally: Tally,
     ) -> tuple[list[ItemRecord], list[dict[str, Any]]]:

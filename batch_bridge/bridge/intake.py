@@ -184,7 +184,10 @@ class Intake:
         else:
             chunks = [ready[i : i + size] for i in range(0, len(ready), size)]
         headers = [await self.batches.open(chunk) for chunk in chunks]
-        submits = [partial(self.batches.submit, h) for h in headers]
+        submits = [
+            partial(self.batches.submit, h, {r.key: r for r in chunk})
+            for h, chunk in zip(headers, chunks, strict=True)
+        ]
         await bounded(submits, self.batches.rel.concurrency)
         rejected = {r.key for r in chosen} - {r.key for r in ready + later}
         left = [r for r in queued if r.status == "queued" and r.key not in rejected]

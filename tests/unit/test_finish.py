@@ -8,10 +8,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from langgraph.store.base import GetOp
 from langgraph.store.memory import InMemoryStore
 
 from batch_bridge._results import Envelope, interpret_poll
-from batch_bridge._store import ItemRecord, Ledger
+from batch_bridge._store import ITEMS, ItemRecord, Ledger
 from batch_bridge._usage import USAGE_BATCHES, batch_of_usage_key
 from batch_bridge.bridge.finish import thread_pages
 from batch_bridge.bridge.tick import Tick
@@ -162,3 +163,33 @@ async def test_a_result_is_let_go_once_its_page_is_handed_on():
 
 async def _ignore(done: list[ItemRecord]) -> None:
     return None
+
+
+class CountingStore(InMemoryStore):
+    """Counts item records read one by one (by key)."""
+
+    item_reads = 0
+
+    async def abatch(self, ops: Any) -> Any:
+        ops = list(ops)
+        self.item_reads += sum(isinstance(op, GetOp) and op.namespace[-1] == ITEMS for op in ops)
+        return await super().abatch(ops)
+
+
+async def test_a_fresh_batch_is_sent_from_the_records_it_claimed_not_read_back():
+    store, client, clock = CountingStore(), FakeClient(), Clock()
+    records = [queued(f"t{t}", {"q": t}, clock.now - 10) for t in range(THREADS)]
+    await Ledger(store, "bridge").put_items(records)
+    for record in records:
+        client.threads.waiting(record)
+    reads_at_submit: list[int] = []
+
+    class Watching(BilledProvider):
+        def submit(self, items: list[Any]) -> str:
+            reads_at_submit.append(store.item_reads)
+            return super().submit(items)
+
+    await paged(store, client, clock, Watching()).run({}, "run-1")
+
+    assert reads_at_submit == [0]
+    assert len(client.runs.resumes) == THREADS
