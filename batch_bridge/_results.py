@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 from batch_bridge._constants import RESULT_KIND
 from batch_bridge._store import check_storable
@@ -83,7 +83,31 @@ def batch_failed(message: str, n: int) -> list[Envelope]:
     return [failed(BatchFailedError(message))] * n
 
 
-def cancelled(batch_id: str, envelopes: list[Envelope]) -> list[Envelope]:
+class Envelopes(Sequence[Envelope]):
+    """A poll's results enveloped as each is read: an adapter's results are made from
+    their rows when read, and stay that way (one page in memory at a time)."""
+
+    def __init__(self, results: Sequence[Any]) -> None:
+        self._results = results
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    @overload
+    def __getitem__(self, index: int) -> Envelope: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Envelope]: ...
+    def __getitem__(self, index: int | slice) -> Envelope | list[Envelope]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        return _envelope(self._results[index])
+
+
+def _envelope(result: Any) -> Envelope:
+    return failed(result) if isinstance(result, BaseException) else ok(result)
+
+
+def cancelled(batch_id: str, envelopes: Sequence[Envelope]) -> list[Envelope]:
     """A batch cancelled on request: what it left unfinished (a whole-batch failure) becomes
     `BatchCancelledError` naming it; finished rows, answers and row errors alike, stay."""
     error = failed(
@@ -99,7 +123,7 @@ def cancelled(batch_id: str, envelopes: list[Envelope]) -> list[Envelope]:
     ]
 
 
-def interpret_poll(result: Any, n_items: int, batch_id: str) -> Pending | list[Envelope] | None:
+def interpret_poll(result: Any, n_items: int, batch_id: str) -> Pending | Sequence[Envelope] | None:
     """Apply the poll contract: None/Pending while running, else one envelope per item."""
     if result is None or isinstance(result, Pending):
         return result
@@ -117,7 +141,9 @@ def interpret_poll(result: Any, n_items: int, batch_id: str) -> Pending | list[E
             "results must match the submitted items one to one, in order.",
             n_items,
         )
-    return [failed(r) if isinstance(r, BaseException) else ok(r) for r in result]
+    if isinstance(result, list | tuple):
+        return [_envelope(r) for r in result]
+    return Envelopes(result)
 
 
 def _as_batch_failure(error: BaseException, batch_id: str) -> BaseException:

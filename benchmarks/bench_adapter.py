@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from batch_bridge.providers._packing import build_request, custom_id, pack
-from batch_bridge.providers._rows import _decode
+from batch_bridge.providers._rows import FileRows
 from batch_bridge.providers.openai._rows import row_result
 
 console = Console()
@@ -110,7 +110,7 @@ def main(n: int, rounds: int) -> None:
         "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
 
     def adapter_match() -> None:
-        rows = _decode(output)
+        rows = FileRows(output)  # indexed now, each row decoded as it is read
         for cid in ids:
             row_result(rows[cid], cid)
 

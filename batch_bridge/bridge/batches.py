@@ -25,6 +25,7 @@ from batch_bridge.bridge.calls import Clock, Provider, call_with_timeout, descri
 from batch_bridge.bridge.finish import Finish, HandOn
 from batch_bridge.errors import ConfigError, ProviderError
 from batch_bridge.providers._handles import provider_ids
+from batch_bridge.providers._rows import results_as_read
 from batch_bridge.types import FlushPolicy, Pending
 
 log = logging.getLogger("batch_bridge")
@@ -219,6 +220,7 @@ class Batches:
         await self.ledger.load_handle(header)
         if header.cancel_requested_at is not None and not header.cancel_sent:
             await self.send_cancel(header)
+        reading = results_as_read.set(True)
         try:
             result = await call_with_timeout(
                 self.rel.provider_timeout_s, self.provider.poll, header.handle
@@ -226,6 +228,8 @@ class Batches:
         except Exception as exc:
             await self._poll_failed(header, exc)
             return
+        finally:
+            results_as_read.reset(reading)
         outcome = interpret_poll(result, header.size, header.batch_id)
         del result  # the envelopes hold what is needed, and let go of it page by page
         if outcome is None or isinstance(outcome, Pending):
@@ -323,17 +327,20 @@ class Batches:
 
     # -- the end ---------------------------------------------------------------------------
 
-    async def finish(self, header: BatchHeader, envelopes: list[Envelope]) -> None:
+    async def finish(self, header: BatchHeader, envelopes: Sequence[Envelope]) -> None:
         """Record each member's result and cost, hand them on, then drop the batch.
 
         Handed on now, not after slower batches of this tick, and before the provider's
         files are released: the callers wait, the clean-up does not. A crash before the
         batch is dropped only means a second look: its items are no longer `batched`.
-        `envelopes` is taken over (emptied), so each result is let go once handed on."""
+        A list of `envelopes` is taken over (emptied), so each result is let go once
+        handed on; an adapter's results are made from their rows as each page reads them."""
         if header.cancel_requested_at is not None:
             envelopes = cancelled(header.batch_id, envelopes)
-        held: list[Envelope | None] = [*envelopes]
-        envelopes.clear()
+        held: Sequence[Envelope | None] = envelopes
+        if isinstance(envelopes, list):
+            held = [*envelopes]
+            envelopes.clear()
         self.finished.append(await self._finish.run(header, held, self.hand_on))
         await self.release(header)
         await self.ledger.unindex(provider_ids(header.handle))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, MutableSequence, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +88,7 @@ class Finish:
         self.clock = clock
 
     async def run(
-        self, header: BatchHeader, envelopes: MutableSequence[Envelope | None], hand_on: HandOn
+        self, header: BatchHeader, envelopes: Sequence[Envelope | None], hand_on: HandOn
     ) -> dict[str, Any]:
         """Every page in turn; returns the batch as the status page lists it. A slot's
         envelope is let go once its last member is recorded (`envelopes` is the bridge's
@@ -101,7 +101,7 @@ class Finish:
             done, costs = self._settle(header, page, records, envelopes, leads, tally)
             for _, slot in page:
                 left[slot] -= 1
-                if not left[slot] and slot < len(envelopes):
+                if not left[slot] and slot < len(envelopes) and isinstance(envelopes, list):
                     envelopes[slot] = None
             by_model: dict[str, ModelUsage] = {}
             add_costs(by_model, costs)

@@ -34,11 +34,14 @@ from batch_bridge.providers._handles import Handle, Part, load_handle, now_ms
 from batch_bridge.providers._hooks import Hooks, Unfinished
 from batch_bridge.providers._packing import custom_id
 from batch_bridge.providers._rows import (
+    FirstOf,
     LateDeletes,
+    Results,
     RowCache,
-    Rows,
+    RowTable,
     collect_results,
     decode_rows,
+    results_as_read,
 )
 from batch_bridge.providers._sdk import SdkAdapter
 from batch_bridge.providers._settings import Settings
@@ -103,7 +106,9 @@ class BatchAdapter(SdkAdapter[_C], Hooks[_B], Generic[_C, _B]):
             if all(p["state"] in ("done", "failed") for p in state["parts"]):
                 results = await self._results(state)
                 await self._tidy(state)
-                return results
+                if results_as_read.get():  # the bridge, which reads them a page at a time
+                    return results  # type: ignore[return-value]
+                return list(results)
         except self._sdk.APIError as exc:
             if not self._transient(exc):
                 raise
@@ -236,19 +241,13 @@ class BatchAdapter(SdkAdapter[_C], Hooks[_B], Generic[_C, _B]):
 
     async def _rows_from(
         self, sources: Sequence[str | None], download: Callable[[str], Awaitable[bytes]]
-    ) -> Rows:
+    ) -> RowTable:
         """Rows by custom_id of result files or batches (the first source's row wins), each
         downloaded once and cached between polls."""
         tables = [await self._cached(source, download) for source in sources if source]
-        if len(tables) == 1:
-            return tables[0]
-        rows: Rows = {}
-        for table in tables:
-            for cid, row in table.items():
-                rows.setdefault(cid, row)
-        return rows
+        return tables[0] if len(tables) == 1 else FirstOf(tables)
 
-    async def _cached(self, source: str, download: Callable[[str], Awaitable[bytes]]) -> Rows:
+    async def _cached(self, source: str, download: Callable[[str], Awaitable[bytes]]) -> RowTable:
         cached = self._rows.get(source)
         if cached is None:
             data = await download(source)
@@ -256,7 +255,7 @@ class BatchAdapter(SdkAdapter[_C], Hooks[_B], Generic[_C, _B]):
             self._rows.put(source, cached, len(data))
         return cached
 
-    async def _results(self, state: Handle) -> list[Any]:
+    async def _results(self, state: Handle) -> Results:
         def unreadable(part: Part, exc: Exception) -> tuple[str, str] | None:
             if not is_refusal(exc, self._sdk):
                 return None  # transient: poll again; other: raised to the bridge

@@ -6,11 +6,11 @@ Kept free of any SDK.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeAlias
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any, TypeAlias, overload
 
 import orjson
 
@@ -21,16 +21,29 @@ from batch_bridge.providers._packing import custom_id
 __all__ = [
     "CACHE_BYTES",
     "OFF_LOOP_BYTES",
+    "FileRows",
+    "FirstOf",
     "LateDeletes",
+    "Results",
     "RowCache",
+    "RowTable",
     "Rows",
     "collect_results",
     "decode_rows",
+    "results_as_read",
 ]
 
 WaitFunc: TypeAlias = Callable[..., Awaitable[Any]]
 Rows: TypeAlias = dict[str, dict[str, Any]]
-"""Result rows by custom_id."""
+"""Result rows by custom_id, decoded."""
+RowTable: TypeAlias = Mapping[str, Mapping[str, Any]]
+"""Result rows by custom_id, decoded or decoded when read (`FileRows`)."""
+RowResult: TypeAlias = Callable[[Mapping[str, Any], str], Any]
+"""A row as the caller's result (or the item's own error), given its custom_id."""
+
+results_as_read: ContextVar[bool] = ContextVar("batch_bridge_results_as_read", default=False)
+"""Set by the bridge around its polls: an adapter then returns its `Results` as they are
+(made from their rows when read, a page at a time), not the list its users get."""
 
 OFF_LOOP_BYTES = 1 << 20
 """Result files larger than this are decoded in a worker thread: the event loop that runs
@@ -39,28 +52,68 @@ CACHE_BYTES = 64 << 20
 """Result rows kept between polls, counted in bytes of the files they were decoded from."""
 
 
-def _decode(data: bytes) -> Rows:
-    """Rows by custom_id; the cyclic GC is paused meanwhile: its passes over the tens of
-    thousands of fresh dicts cost three times the parsing (benchmarks/bench_adapter.py)."""
-    rows: Rows = {}
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for line in data.splitlines():
-            if line.strip():
-                row = orjson.loads(line)
-                rows.setdefault(str(row.get("custom_id")), row)
-    finally:
-        if collecting:
-            gc.enable()
-    return rows
+class FileRows(Mapping[str, Mapping[str, Any]]):
+    """A JSONL result file's rows by custom_id (the first row of an id wins), each decoded
+    when it is read. The file's bytes and an index of where each row starts are held, not
+    the decoded rows, which take four times the memory: 50,000 rows were 160 MB."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._starts: dict[str, int] = {}
+        view, start = memoryview(data), 0
+        while start < len(data):
+            end = self._end(start)
+            if data[start:end].strip():
+                row = orjson.loads(view[start:end])
+                self._starts.setdefault(str(row.get("custom_id")), start)
+            start = end + 1
+
+    def _end(self, start: int) -> int:
+        end = self._data.find(b"\n", start)
+        return len(self._data) if end < 0 else end
+
+    def __getitem__(self, cid: str) -> dict[str, Any]:
+        start = self._starts[cid]
+        row: dict[str, Any] = orjson.loads(memoryview(self._data)[start : self._end(start)])
+        return row
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._starts)
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
 
 
-async def decode_rows(data: bytes) -> Rows:
+class FirstOf(Mapping[str, Mapping[str, Any]]):
+    """Several tables as one, the first table's row of an id winning (an output file and
+    an error file, or the results of a resubmitted part)."""
+
+    def __init__(self, tables: Sequence[RowTable]) -> None:
+        self._tables = tables
+
+    def __getitem__(self, cid: str) -> Mapping[str, Any]:
+        for table in self._tables:
+            row = table.get(cid)
+            if row is not None:
+                return row
+        raise KeyError(cid)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({cid: None for table in self._tables for cid in table})
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+async def decode_rows(data: bytes) -> RowTable:
     """A JSONL result file's rows by custom_id (the first row of an id wins)."""
     if len(data) > OFF_LOOP_BYTES:
-        return await asyncio.to_thread(_decode, data)
-    return _decode(data)
+        return await asyncio.to_thread(FileRows, data)
+    return FileRows(data)
 
 
 class RowCache:
@@ -74,19 +127,19 @@ class RowCache:
     def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._entries: OrderedDict[str, tuple[Rows, int]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[RowTable, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, source: str) -> Rows | None:
+    def get(self, source: str) -> RowTable | None:
         entry = self._entries.get(source)
         if entry is None:
             return None
         self._entries.move_to_end(source)
         return entry[0]
 
-    def put(self, source: str, rows: Rows, size: int) -> None:
+    def put(self, source: str, rows: RowTable, size: int) -> None:
         self.pop(source)
         if size > self.max_bytes:
             return
@@ -134,27 +187,69 @@ class LateDeletes:
                 self._due[key] = (now, left)
 
 
+class _InRows:
+    """A result still in its part's rows, made when read."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: RowTable) -> None:
+        self.rows = rows
+
+
+class Results(Sequence[Any]):
+    """Every item's result in item order, each made from its row when read: a finished
+    batch hands the bridge its rows a page at a time, not 50,000 results at once."""
+
+    def __init__(self, key: str, provider: str, row_result: RowResult, n: int) -> None:
+        self._key, self._provider, self._row_result = key, provider, row_result
+        self._slots: list[Any] = [None] * n
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        slot = self._slots[index]
+        if not isinstance(slot, _InRows):
+            return slot
+        cid = custom_id(self._key, index % len(self))
+        row = slot.rows.get(cid)
+        if row is None:
+            return BatchItemError(
+                f"{self._provider} returned no result for this request",
+                item_id=cid,
+                code="missing_result",
+            )
+        return self._row_result(row, cid)
+
+
 async def collect_results(
     state: Handle,
     *,
     provider: str,
-    rows_of: Callable[[Part], Awaitable[Mapping[str, Mapping[str, Any]]]],
-    row_result: Callable[[Mapping[str, Any], str], Any],
+    rows_of: Callable[[Part], Awaitable[RowTable]],
+    row_result: RowResult,
     unreadable: Callable[[Part, Exception], tuple[str, str] | None],
-) -> list[Any]:
+) -> Results:
     """Every item's result, in item order, once all parts of a handle are done or failed.
 
     `unreadable(part, exc)` gives the message and code of a part whose rows can never be
     read (its items then fail), or None to let the error through: a later poll may pass.
     """
     key = state["key"]
-    results: list[Any] = [None] * state["n"]
+    results = Results(key, provider, row_result, state["n"])
+    slots = results._slots
     for index, message, code in state["pre"]:
-        results[index] = BatchItemError(message, item_id=custom_id(key, index), code=code)
+        slots[index] = BatchItemError(message, item_id=custom_id(key, index), code=code)
     for part in state["parts"]:
         if part["state"] == "failed":
             for index in part["ids"]:
-                results[index] = BatchFailedError(
+                slots[index] = BatchFailedError(
                     part["error"], item_id=custom_id(key, index), code=part["code"]
                 )
             continue
@@ -167,20 +262,11 @@ async def collect_results(
             if verdict is None:
                 raise
             for index in part["ids"]:
-                results[index] = BatchFailedError(
+                slots[index] = BatchFailedError(
                     verdict[0], item_id=custom_id(key, index), code=verdict[1]
                 )
             continue
+        in_rows = _InRows(rows)
         for index in part["ids"]:
-            cid = custom_id(key, index)
-            row = rows.get(cid)
-            results[index] = (
-                row_result(row, cid)
-                if row is not None
-                else BatchItemError(
-                    f"{provider} returned no result for this request",
-                    item_id=cid,
-                    code="missing_result",
-                )
-            )
+            slots[index] = in_rows
     return results

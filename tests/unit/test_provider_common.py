@@ -16,6 +16,7 @@ from batch_bridge.providers import _rows as _common
 from batch_bridge.providers.anthropic import AnthropicBatch
 from batch_bridge.providers.openai import OpenAIBatch
 from batch_bridge.testing import Emulator, EmulatorServer
+from batch_bridge.types import Pending
 from tests.unit.adapter_helpers import chat, finish
 
 
@@ -33,13 +34,13 @@ async def test_large_result_files_are_decoded_off_the_event_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     threads: list[int] = []
-    decode = _common._decode
+    decode = _common.FileRows
 
-    def watched(data: bytes) -> dict[str, dict[str, Any]]:
+    def watched(data: bytes) -> _common.FileRows:
         threads.append(threading.get_ident())
         return decode(data)
 
-    monkeypatch.setattr(_common, "_decode", watched)
+    monkeypatch.setattr(_common, "FileRows", watched)
     small = jsonl([{"custom_id": "a-0", "n": 1}, {"custom_id": "a-0", "n": 2}])
     padding = "x" * 1000
     large = jsonl([{"custom_id": f"a-{i}", "pad": padding} for i in range(1100)])
@@ -50,6 +51,46 @@ async def test_large_result_files_are_decoded_off_the_event_loop(
 
     assert len(rows) == 1100
     assert threads[0] == threading.get_ident() != threads[1]
+
+
+def test_file_rows_are_decoded_when_read_and_the_first_row_of_an_id_wins() -> None:
+    data = jsonl([{"custom_id": "a-0", "n": 1}, {"custom_id": "a-1", "n": 2}])
+    data += b"\n  \n" + jsonl([{"custom_id": "a-0", "n": 3}])
+
+    rows = _common.FileRows(data)
+
+    assert list(rows) == ["a-0", "a-1"] and len(rows) == 2
+    assert rows["a-0"] == {"custom_id": "a-0", "n": 1}
+    assert rows["a-0"] is not rows["a-0"]  # decoded anew on each read, never held
+    assert rows.get("a-2") is None
+    both = _common.FirstOf([rows, {"a-0": {"n": 9}, "a-2": {"n": 4}}])
+    assert dict(both) == {
+        "a-0": {"custom_id": "a-0", "n": 1},
+        "a-1": {"custom_id": "a-1", "n": 2},
+        "a-2": {"n": 4},
+    }
+
+
+async def test_the_bridge_reads_results_as_it_goes_while_users_get_a_list(
+    server: EmulatorServer,
+) -> None:
+    client = openai.AsyncOpenAI(base_url=server.base_url, api_key="emulator", max_retries=0)
+    adapter = OpenAIBatch(client)
+    handle = await adapter.submit([chat("one"), chat("two")])
+    listed = await finish(adapter, handle)
+    reading = _common.results_as_read.set(True)
+    try:
+        while isinstance(read := await adapter.poll(handle), Pending) or read is None:
+            handle = read.handle if isinstance(read, Pending) else handle
+    finally:
+        _common.results_as_read.reset(reading)
+
+    assert isinstance(listed, list) and not isinstance(read, list)
+    assert isinstance(read, _common.Results) and len(read) == 2
+    assert [r["choices"][0]["message"]["content"] for r in listed] == [
+        r["choices"][0]["message"]["content"] for r in read
+    ]
+    assert read[-1] == listed[-1] and read[0:1] == listed[0:1]
 
 
 def test_row_cache_is_bounded_by_bytes_and_drops_the_least_recently_used() -> None:

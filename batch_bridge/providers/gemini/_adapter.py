@@ -34,7 +34,7 @@ from batch_bridge.providers._base import BatchAdapter
 from batch_bridge.providers._handles import Handle, Part, new_part, now_ms
 from batch_bridge.providers._hooks import Unfinished
 from batch_bridge.providers._packing import batch_key, custom_id, file_name
-from batch_bridge.providers._rows import Rows
+from batch_bridge.providers._rows import RowTable
 from batch_bridge.providers._transient import is_transient
 from batch_bridge.providers.gemini import _api, _rows
 from batch_bridge.providers.gemini._api import GeminiApi
@@ -300,7 +300,7 @@ class GeminiBatch(BatchAdapter[genai.Client, types.BatchJob]):
             return False
         return state in READABLE or state in STOPPED
 
-    async def _batch_rows(self, batch: types.BatchJob) -> Rows:
+    async def _batch_rows(self, batch: types.BatchJob) -> RowTable:
         name = str(batch.name)
         cached = self._rows.get(name)
         if cached is not None:
@@ -361,7 +361,7 @@ class GeminiBatch(BatchAdapter[genai.Client, types.BatchJob]):
         rest["batches"] = list(part["batches"])
         return [rest]
 
-    async def _part_rows(self, part: Part) -> Rows:
+    async def _part_rows(self, part: Part) -> RowTable:
         cached = self._rows.get(part["out"])
         if cached is not None:
             return cached
