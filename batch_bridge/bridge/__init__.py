@@ -6,6 +6,7 @@
 - `passes`: a pass: what is due, in what order (script mode takes passes too)
 - `intake`: queued items to batches, with the owner check; `flush`: the pure flush rule
 - `batches`: a batch's life cycle: form, submit, poll, finish, release, give up
+- `finish`: a finished batch's results recorded and handed on, a page of threads at a time
 - `deliver`: confirmed, exactly-once resumes of caller threads
 - `upkeep`: tick marker, safety cron, orphan sweep, purge
 - `calls`: calling the user's provider functions, bounded in time and number
