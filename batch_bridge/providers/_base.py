@@ -34,6 +34,7 @@ from batch_bridge.providers._handles import Handle, Part, load_handle, now_ms
 from batch_bridge.providers._hooks import Hooks, Unfinished
 from batch_bridge.providers._packing import custom_id
 from batch_bridge.providers._rows import (
+    FileRows,
     FirstOf,
     LateDeletes,
     Results,
@@ -240,19 +241,24 @@ class BatchAdapter(SdkAdapter[_C], Hooks[_B], Generic[_C, _B]):
         self._retry_or_fail(part, message, code, now)
 
     async def _rows_from(
-        self, sources: Sequence[str | None], download: Callable[[str], Awaitable[bytes]]
+        self,
+        sources: Sequence[str | None],
+        download: Callable[[str], Awaitable[bytes | FileRows]],
     ) -> RowTable:
         """Rows by custom_id of result files or batches (the first source's row wins), each
         downloaded once and cached between polls."""
         tables = [await self._cached(source, download) for source in sources if source]
         return tables[0] if len(tables) == 1 else FirstOf(tables)
 
-    async def _cached(self, source: str, download: Callable[[str], Awaitable[bytes]]) -> RowTable:
+    async def _cached(
+        self, source: str, download: Callable[[str], Awaitable[bytes | FileRows]]
+    ) -> RowTable:
         cached = self._rows.get(source)
         if cached is None:
-            data = await download(source)
-            cached = await decode_rows(data)
-            self._rows.put(source, cached, len(data))
+            got = await download(source)
+            rows = got if isinstance(got, FileRows) else await decode_rows(got)
+            self._rows.put(source, rows, rows.size)
+            cached = rows
         return cached
 
     async def _results(self, state: Handle) -> Results:

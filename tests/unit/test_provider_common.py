@@ -34,13 +34,13 @@ async def test_large_result_files_are_decoded_off_the_event_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     threads: list[int] = []
-    decode = _common.FileRows
+    decode = _common.FileRows.of
 
     def watched(data: bytes) -> _common.FileRows:
         threads.append(threading.get_ident())
         return decode(data)
 
-    monkeypatch.setattr(_common, "FileRows", watched)
+    monkeypatch.setattr(_common.FileRows, "of", watched)
     small = jsonl([{"custom_id": "a-0", "n": 1}, {"custom_id": "a-0", "n": 2}])
     padding = "x" * 1000
     large = jsonl([{"custom_id": f"a-{i}", "pad": padding} for i in range(1100)])
@@ -57,7 +57,7 @@ def test_file_rows_are_decoded_when_read_and_the_first_row_of_an_id_wins() -> No
     data = jsonl([{"custom_id": "a-0", "n": 1}, {"custom_id": "a-1", "n": 2}])
     data += b"\n  \n" + jsonl([{"custom_id": "a-0", "n": 3}])
 
-    rows = _common.FileRows(data)
+    rows = _common.FileRows.of(data)
 
     assert list(rows) == ["a-0", "a-1"] and len(rows) == 2
     assert rows["a-0"] == {"custom_id": "a-0", "n": 1}
@@ -91,6 +91,53 @@ async def test_the_bridge_reads_results_as_it_goes_while_users_get_a_list(
         r["choices"][0]["message"]["content"] for r in read
     ]
     assert read[-1] == listed[-1] and read[0:1] == listed[0:1]
+
+
+def test_file_rows_arrive_in_any_chunks_and_large_files_wait_on_disk() -> None:
+    padding = "x" * 1000
+    data = jsonl([{"custom_id": f"a-{i}", "pad": padding} for i in range(1100)])
+    data = data.rstrip(b"\n")  # a last line without its newline
+    assert len(data) > _common.SPOOL_BYTES
+    rows = _common.FileRows()
+    for start in range(0, len(data), 777):  # chunks that cut lines anywhere
+        rows.feed(data[start : start + 777])
+    rows.end()
+
+    assert len(rows) == 1100 and rows.size == len(data)
+    assert rows["a-1099"] == {"custom_id": "a-1099", "pad": padding}
+    assert rows["a-0"] == _common.FileRows.of(data)["a-0"]
+    assert rows._file._rolled  # on disk, not in memory
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_result_download_cut_mid_body_is_polled_again(
+    server: EmulatorServer, provider: str
+) -> None:
+    adapter: Any
+    if provider == "openai":
+        client: Any = openai.AsyncOpenAI(base_url=server.base_url, api_key="e", max_retries=0)
+        adapter, route = OpenAIBatch(client), "GET /v1/files/{file_id}/content"
+        items = [chat("one"), chat("two")]
+    else:
+        client = anthropic.AsyncAnthropic(
+            base_url=server.anthropic_base_url, api_key="e", max_retries=0
+        )
+        adapter, route = AnthropicBatch(client), "GET /v1/messages/batches/{batch_id}/results"
+        items = [
+            {
+                "model": "claude-haiku-4-5",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": t}],
+            }
+            for t in ("one", "two")
+        ]
+    handle = await adapter.submit(items)
+    server.emulator.add_fault(route, status=0)  # headers, then the connection drops
+
+    results = await finish(adapter, handle)
+
+    assert server.emulator._faults.left() == 0  # the cut download happened, and was retried
+    assert len(results) == 2 and not any(isinstance(r, BaseException) for r in results)
 
 
 def test_row_cache_is_bounded_by_bytes_and_drops_the_least_recently_used() -> None:

@@ -42,6 +42,7 @@ from batch_bridge.providers._fallback import anthropic_fallback
 from batch_bridge.providers._handles import Handle, Part, new_part, now_ms
 from batch_bridge.providers._hooks import Unfinished
 from batch_bridge.providers._packing import batch_key, custom_id
+from batch_bridge.providers._rows import FileRows
 from batch_bridge.providers.anthropic import _rows
 from batch_bridge.providers.anthropic._settings import AnthropicSettings
 from batch_bridge.types import FallbackAnswer
@@ -238,13 +239,18 @@ class AnthropicBatch(BatchAdapter[anthropic.AsyncAnthropic, MessageBatch]):
     async def _batch_rows(self, batch: MessageBatch) -> Mapping[str, Mapping[str, Any]]:
         return await self._rows_from([batch.id], self._download)
 
-    async def _download(self, batch_id: str) -> bytes:
-        """A batch's results as raw JSONL, decoded off the event loop when large."""
-        raw = await self.client.messages.batches.with_raw_response.results(batch_id)
+    async def _download(self, batch_id: str) -> FileRows:
+        """A batch's results, written to a spooled file as they arrive, each row indexed."""
+        rows = FileRows()
+        results = self.client.messages.batches.with_streaming_response.results(batch_id)
         try:
-            return await raw.read()
-        except httpx2.TransportError as exc:  # the body is streamed after the SDK returns
+            async with results as response:
+                async for chunk in response.iter_bytes():
+                    rows.feed(chunk)
+        except httpx2.TransportError as exc:  # the body is read after the SDK returned
             raise anthropic.APIConnectionError(request=exc.request) from exc
+        rows.end()
+        return rows
 
     def _unfinished(self, batch: MessageBatch, row: Mapping[str, Any] | None) -> str | None:
         kind = str((row or {}).get("result", {}).get("type"))

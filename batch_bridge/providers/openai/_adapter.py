@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType, ModuleType
 from typing import Any, ClassVar
 
+import httpx2
 import openai
 from openai.types import Batch
 
@@ -35,6 +36,7 @@ from batch_bridge.providers._packing import (
     pack,
 )
 from batch_bridge.providers._profiles import OPENAI, BatchProfile
+from batch_bridge.providers._rows import FileRows
 from batch_bridge.providers.openai import _cleanup, _rows
 from batch_bridge.providers.openai._files import Files
 from batch_bridge.providers.openai._lookup import Earlier
@@ -307,8 +309,17 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
             f"{len(part['ids'])} requests finished"
         )
 
-    async def _download(self, file_id: str) -> bytes:
-        return (await self.client.files.content(file_id)).content
+    async def _download(self, file_id: str) -> FileRows:
+        """A result file, written to a spooled file as it arrives, each row indexed."""
+        rows = FileRows()
+        try:
+            async with self.client.files.with_streaming_response.content(file_id) as response:
+                async for chunk in response.iter_bytes():
+                    rows.feed(chunk)
+        except httpx2.TransportError as exc:  # the body is read after the SDK returned
+            raise openai.APIConnectionError(request=exc.request) from exc
+        rows.end()
+        return rows
 
     async def _part_rows(self, part: Part) -> Mapping[str, Mapping[str, Any]]:
         return await self._rows_from([part["out"], part["err"]], self._download)
