@@ -15,6 +15,7 @@ import logging
 import operator
 import os
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import START, StateGraph
@@ -51,7 +52,7 @@ async def timed_submit(items: list[Any], *, idempotency_key: str | None = None) 
 async def timed_poll(handle: Any) -> Any:
     started = time.perf_counter()
     result = await _provider.poll(handle)
-    if isinstance(result, list):
+    if isinstance(result, Sequence):  # the bridge's results, each row decoded when read
         log.warning("bench results items=%d s=%.3f", len(result), time.perf_counter() - started)
     return result
 

@@ -342,7 +342,7 @@ COLUMNS = [
     ("round", "round", "{}"),
     ("enqueue_s", "all waiting s", "{:.1f}"),
     ("submit_s", "build + upload + create s", "{:.2f}"),
-    ("results_s", "download + parse + match s", "{:.2f}"),
+    ("results_s", "download + index s", "{:.2f}"),
     ("deliver_s", "then all resumed s", "{:.1f}"),
     ("total_s", "total s", "{:.1f}"),
     ("cpu_s", "CPU s (server, PG, Redis)", "{:.1f}"),
