@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import ModuleType
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -260,6 +261,22 @@ class BatchAdapter(SdkAdapter[_C], Hooks[_B], Generic[_C, _B]):
             self._rows.put(source, rows, rows.size)
             cached = rows
         return cached
+
+    async def _stream_rows(self, download: AbstractAsyncContextManager[Any]) -> FileRows:
+        """A result file from the SDK's streaming response, written to a spooled file as it
+        arrives, each row indexed. A body cut short is the SDK's connection error: polled
+        again, like any transient answer."""
+        import httpx2  # both SDKs that stream result files are built on it
+
+        rows = FileRows()
+        try:
+            async with download as response:
+                async for chunk in response.iter_bytes():
+                    rows.feed(chunk)
+        except httpx2.TransportError as exc:  # the body is read after the SDK returned
+            raise self._sdk.APIConnectionError(request=exc.request) from exc
+        rows.end()
+        return rows
 
     async def _results(self, state: Handle) -> Results:
         def unreadable(part: Part, exc: Exception) -> tuple[str, str] | None:

@@ -12,7 +12,7 @@ from langgraph.store.base import GetOp
 from langgraph.store.memory import InMemoryStore
 
 from batch_bridge._results import Envelope, interpret_poll
-from batch_bridge._store import ITEMS, ItemRecord, Ledger
+from batch_bridge._store import ITEMS, BatchHeader, ItemRecord, Ledger
 from batch_bridge._usage import USAGE_BATCHES, batch_of_usage_key
 from batch_bridge.bridge.finish import thread_pages
 from batch_bridge.bridge.tick import Tick
@@ -124,14 +124,20 @@ async def test_a_worker_killed_between_pages_loses_nothing_and_counts_nothing_tw
     assert state["usage"]["items"] == THREADS * PER_THREAD  # two pages' records, written once
 
 
-async def test_each_page_usage_is_its_own_record_of_the_same_batch():
+async def submitted_and_answered() -> tuple[InMemoryStore, Tick, BatchHeader, list[Envelope]]:
+    """A batch submitted by a first tick, and the envelopes its poll then answers."""
     store, client, clock = await setup()
-    provider = BilledProvider(answers=[None])
+    provider = BilledProvider(answers=[None])  # still running at the first poll
     tick = paged(store, client, clock, provider)
     await tick.run({}, "run-1")
     (header,) = await Ledger(store, "bridge").headers()
     envelopes = interpret_poll(provider.poll("handle-1"), header.size, header.batch_id)
     assert isinstance(envelopes, list)
+    return store, tick, header, envelopes
+
+
+async def test_each_page_usage_is_its_own_record_of_the_same_batch():
+    store, tick, header, envelopes = await submitted_and_answered()
     tick.batches.hand_on = _ignore
     await tick.batches._finish.run(header, list(envelopes), _ignore)
 
@@ -143,13 +149,7 @@ async def test_each_page_usage_is_its_own_record_of_the_same_batch():
 
 
 async def test_a_result_is_let_go_once_its_page_is_handed_on():
-    store, client, clock = await setup()
-    provider = BilledProvider(answers=[None])
-    tick = paged(store, client, clock, provider)
-    await tick.run({}, "run-1")
-    (header,) = await Ledger(store, "bridge").headers()
-    envelopes = interpret_poll(provider.poll("handle-1"), header.size, header.batch_id)
-    assert isinstance(envelopes, list)
+    _, tick, header, envelopes = await submitted_and_answered()
     held: list[Envelope | None] = list(envelopes)
     released: list[int] = []
 

@@ -33,7 +33,6 @@ from types import MappingProxyType, ModuleType
 from typing import Any, ClassVar
 
 import anthropic
-import httpx2
 from anthropic.types.messages import MessageBatch
 
 from batch_bridge.errors import ConfigError, ProviderError
@@ -240,17 +239,8 @@ class AnthropicBatch(BatchAdapter[anthropic.AsyncAnthropic, MessageBatch]):
         return await self._rows_from([batch.id], self._download)
 
     async def _download(self, batch_id: str) -> FileRows:
-        """A batch's results, written to a spooled file as they arrive, each row indexed."""
-        rows = FileRows()
         results = self.client.messages.batches.with_streaming_response.results(batch_id)
-        try:
-            async with results as response:
-                async for chunk in response.iter_bytes():
-                    rows.feed(chunk)
-        except httpx2.TransportError as exc:  # the body is read after the SDK returned
-            raise anthropic.APIConnectionError(request=exc.request) from exc
-        rows.end()
-        return rows
+        return await self._stream_rows(results)
 
     def _unfinished(self, batch: MessageBatch, row: Mapping[str, Any] | None) -> str | None:
         kind = str((row or {}).get("result", {}).get("type"))

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType, ModuleType
 from typing import Any, ClassVar
 
-import httpx2
 import openai
 from openai.types import Batch
 
@@ -310,16 +309,7 @@ class OpenAIBatch(BatchAdapter[openai.AsyncOpenAI, Batch]):
         )
 
     async def _download(self, file_id: str) -> FileRows:
-        """A result file, written to a spooled file as it arrives, each row indexed."""
-        rows = FileRows()
-        try:
-            async with self.client.files.with_streaming_response.content(file_id) as response:
-                async for chunk in response.iter_bytes():
-                    rows.feed(chunk)
-        except httpx2.TransportError as exc:  # the body is read after the SDK returned
-            raise openai.APIConnectionError(request=exc.request) from exc
-        rows.end()
-        return rows
+        return await self._stream_rows(self.client.files.with_streaming_response.content(file_id))
 
     async def _part_rows(self, part: Part) -> Mapping[str, Mapping[str, Any]]:
         return await self._rows_from([part["out"], part["err"]], self._download)
