@@ -58,6 +58,7 @@ from batch_bridge._usage import (
     ModelUsage,
     batch_of_usage_key,
     item_usage,
+    thread_share,
     usage_namespace,
 )
 
@@ -116,10 +117,10 @@ class Ledger:
         """Every record of a namespace (optionally filtered), read in pages before use, so
         that rewriting records while working never shifts a page. Order is the store's own
         (insertion order in memory, most recently updated first on PostgreSQL)."""
-        found: dict[str, Item] = {}
+        found: dict[tuple[tuple[str, ...], str], Item] = {}
         async for page in self._pages(part, filter):
             for stored in page:  # a record written meanwhile shifts pages: keep one copy
-                found.setdefault(stored.key, stored)
+                found.setdefault((tuple(stored.namespace), stored.key), stored)
         return list(found.values())
 
     async def _pages(
@@ -171,9 +172,10 @@ class Ledger:
         return found
 
     async def put_items(self, records: Iterable[ItemRecord], *, usage: bool = False) -> None:
-        """Write records, a page per round trip. With `usage`, each record's usage record
-        (keyed like the item, in its thread's namespace) goes first, in the same pages: a
-        re-run overwrites it, so nothing is counted twice."""
+        """Write records, a page per round trip. With `usage` (an item answered on its own,
+        by the normal API), each record's usage record (keyed like the item, in its thread's
+        namespace) goes first, in the same pages: a re-run overwrites it, so nothing is
+        counted twice."""
         records = list(records)
         now = time.time()
         step = STORE_PAGE // 2 if usage else STORE_PAGE
@@ -188,6 +190,25 @@ class Ledger:
                     ns = usage_namespace(self.bridge, record.thread_id)
                     ops.append(PutOp(ns, record.key, spent, index=False))
             await self.store.abatch(ops + items)
+
+    async def put_thread_usage(
+        self, batch_id: str, shares: dict[str, dict[str, ModelUsage]]
+    ) -> None:
+        """Each caller thread's usage record for one batch (see `_usage`), a page per round
+        trip; a re-run writes the same sums over the same members again."""
+        now, threads = time.time(), list(shares.items())
+        for start in range(0, len(threads), STORE_PAGE):
+            await self.store.abatch(
+                [
+                    PutOp(
+                        usage_namespace(self.bridge, thread_id),
+                        batch_id,
+                        thread_share(by_model, thread_id, batch_id, now),
+                        index=False,
+                    )
+                    for thread_id, by_model in threads[start : start + STORE_PAGE]
+                ]
+            )
 
     async def put_tries(self, page_id: str, keys: list[str]) -> None:
         """One record for a page of resumes about to be sent, instead of a rewrite of each

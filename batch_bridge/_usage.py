@@ -1,9 +1,13 @@
 """What the bridge's items cost, recorded durably and summed per caller thread and per bridge.
 
-When `Batches.finish` records results, each result with a usage gets a usage record keyed
-by its item key, in a namespace per caller thread (`usage/<thread_id>`): written again by a
-re-run of `finish`, it is overwritten, never added twice. It outlives the item record
-(`Reliability.usage_retention_s`), so a thread's sum survives the purge of delivered items.
+When `Batches.finish` records results, each caller thread gets one usage record per batch,
+keyed by the batch id, in a namespace per caller thread (`usage/<thread_id>`): its per-model
+sums over the thread's members of that batch. A thread of a hundred parallel calls costs one
+write, not a hundred. A re-run of `finish` after a crash sums the same members again (those
+recorded before it and those it records) and overwrites the record, so nothing is added
+twice. An item answered by the normal API after its deadline has a record of its own, keyed
+by its item key. Both outlive the item records (`Reliability.usage_retention_s`), so a
+thread's sum survives the purge of delivered items.
 
 The bridge's totals come from one aggregate per batch (`usage_batches/<batch_id>`, written
 once, before the items' results) that the tick folds into a running total in `meta`; the
@@ -96,6 +100,31 @@ def item_usage(
 ) -> dict[str, Any]:
     """The per-item usage record (the item record's `usage`, plus where and when)."""
     return {"kind": USAGE_KIND, "thread_id": thread_id, "batch_id": batch_id, "at": at, **cost}
+
+
+def thread_share(
+    by_model: dict[str, ModelUsage], thread_id: str, batch_id: str, at: float
+) -> dict[str, Any]:
+    """A caller thread's usage record for one batch: its members' per-model sums."""
+    return {
+        "kind": USAGE_KIND,
+        "thread_id": thread_id,
+        "batch_id": batch_id,
+        "at": at,
+        "by_model": by_model,
+    }
+
+
+def add_records(by_model: dict[str, ModelUsage], values: Iterable[Any]) -> None:
+    """Add stored usage records of both shapes: a thread's share of a batch, an item's own."""
+    for value in values:
+        if not isinstance(value, Mapping):
+            continue
+        share = value.get("by_model")
+        if isinstance(share, Mapping):
+            merge(by_model, share)
+        else:
+            add_costs(by_model, [value])
 
 
 def _empty() -> ModelUsage:
@@ -227,7 +256,7 @@ async def usage(
     by_model: dict[str, ModelUsage] = {}
     if thread_id is not None:
         records = await _values(client, usage_namespace(bridge, thread_id))
-        add_costs(by_model, (v for v in records.values() if isinstance(v, Mapping)))
+        add_records(by_model, records.values())
         return summary(bridge, thread_id, by_model)
     try:
         stored = await client.store.get_item([NAMESPACE_ROOT, bridge, META], USAGE_TOTALS)

@@ -5,7 +5,9 @@ A page is read, written and delivered before the next one is read, so a batch of
 rows never has 50,000 records, store values and resumes alive at once, and a caller thread
 is resumed once with all of its answers. A crash between pages only means a second look:
 a re-run skips the members that already have their result, and each page's usage record
-is written once, before any of its records.
+is written once, before any of its records. Each caller thread's share of the batch is
+one record, written before the thread's results and summed over all its members of the
+batch, those recorded by an earlier run included, so a re-run writes the same sums again.
 """
 
 from __future__ import annotations
@@ -108,7 +110,9 @@ class Finish:
             if by_model:
                 key = batch_usage_key(header.batch_id, number)
                 await self.ledger.put_batch_usage(key, by_model)
-            await self.ledger.put_items(done, usage=True)
+            shares = thread_shares(header, records, done)
+            await self.ledger.put_thread_usage(header.batch_id, shares)
+            await self.ledger.put_items(done)
             await hand_on(done)
         return finished_entry(header, tally, self.clock())
 
@@ -150,6 +154,25 @@ class Finish:
             done.append(record)
             self.counts["items_completed" if envelope.get("ok") else "items_failed"] += 1
         return done, costs
+
+
+def thread_shares(
+    header: BatchHeader, records: dict[str, ItemRecord], done: list[ItemRecord]
+) -> dict[str, dict[str, ModelUsage]]:
+    """Per-model usage of each thread with results recorded now, over all its members of
+    the batch that have theirs (a page holds whole threads). Items answered by the normal
+    API have records of their own."""
+    now = {r.thread_id for r in done if r.usage is not None}
+    shares: dict[str, dict[str, ModelUsage]] = {}
+    for record in records.values():
+        if (
+            record.thread_id in now
+            and record.batch_id == header.batch_id
+            and record.usage is not None
+            and record.fallback_at is None
+        ):
+            add_costs(shares.setdefault(record.thread_id, {}), [record.usage])
+    return shares
 
 
 def finished_entry(header: BatchHeader, tally: Tally, now: float) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from batch_bridge._config import Reliability
 from batch_bridge._prices import DEFAULT_TABLE, PriceTable
 from batch_bridge._results import unwrap
 from batch_bridge._store import ITEMS, ItemRecord, Ledger, digest
-from batch_bridge._usage import USAGE, ModelUsage, UsageSummary, add_costs, summary
+from batch_bridge._usage import USAGE, ModelUsage, UsageSummary, add_records, summary
 from batch_bridge.bridge.batches import Batches
 from batch_bridge.bridge.calls import Provider, call
 from batch_bridge.bridge.intake import Intake, everyone_waits
@@ -154,7 +154,7 @@ class LocalRunner:
 
     async def _usage(self) -> UsageSummary:
         by_model: dict[str, ModelUsage] = {}
-        add_costs(by_model, (s.value for s in await self.ledger.search(USAGE)))
+        add_records(by_model, (s.value for s in await self.ledger.search(USAGE)))
         return summary(self.name, LOCAL_THREAD, by_model)
 
     def _digest(self, item: Any) -> str:

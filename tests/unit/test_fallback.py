@@ -19,7 +19,7 @@ from batch_bridge import Bridge, FallbackAnswer
 from batch_bridge._config import Reliability
 from batch_bridge._marker import needs_wake, tick_marker, wake_early
 from batch_bridge._store import BATCHES, ItemRecord, Ledger
-from batch_bridge._usage import USAGE
+from batch_bridge._usage import USAGE, ModelUsage, UsageSummary, add_records, summary
 from batch_bridge.bridge.calls import Provider
 from batch_bridge.bridge.tick import Tick
 from batch_bridge.errors import BatchItemError, ProviderError
@@ -150,9 +150,10 @@ async def test_a_late_row_is_dropped_and_counted_and_the_others_still_get_theirs
     assert resumed(client)["t2"]["value"]["content"] == "batch: 2"
     assert len(client.runs.resumes) == 2  # t1 was not resumed a second time
     assert state["late_rows_dropped"] == 1 and state["items_fallen_back"] == 1
-    costs = {s.value["thread_id"]: s.value for s in await ledger.search(USAGE)}
+    costs = {t: await thread_usage(ledger, t) for t in ("t1", "t2")}
     assert costs["t1"]["batch_usd"] == costs["t1"]["normal_usd"]  # standard: no saving
     assert costs["t2"]["batch_usd"] == pytest.approx(costs["t2"]["normal_usd"] / 2)
+    assert costs["t1"]["items"] == costs["t2"]["items"] == 1  # t1's late row is not counted
 
 
 async def test_a_queued_item_past_its_deadline_falls_back_without_being_submitted():
@@ -443,3 +444,11 @@ async def test_a_batch_submitted_after_some_items_fell_back_sends_only_the_other
     assert provider.submitted == [[{"q": 2}]]
     assert resumed(client)["t1"]["value"]["content"] == "flex: 1"
     assert (await ledger.members((await ledger.headers())[0].batch_id)) == ["t2:i-t2"]
+
+
+async def thread_usage(ledger: Ledger, thread_id: str) -> UsageSummary:
+    """A thread's usage as `batch_bridge.usage` sums it: its batch shares and own records."""
+    by_model: dict[str, ModelUsage] = {}
+    stored = await ledger.search(USAGE)
+    add_records(by_model, [s.value for s in stored if s.value["thread_id"] == thread_id])
+    return summary("bridge", thread_id, by_model)

@@ -13,7 +13,14 @@ from langgraph.store.memory import InMemoryStore
 
 from batch_bridge._results import Envelope, interpret_poll
 from batch_bridge._store import ITEMS, BatchHeader, ItemRecord, Ledger
-from batch_bridge._usage import USAGE_BATCHES, batch_of_usage_key
+from batch_bridge._usage import (
+    USAGE,
+    USAGE_BATCHES,
+    ModelUsage,
+    add_records,
+    batch_of_usage_key,
+    usage_namespace,
+)
 from batch_bridge.bridge.finish import thread_pages
 from batch_bridge.bridge.tick import Tick
 
@@ -146,6 +153,33 @@ async def test_each_page_usage_is_its_own_record_of_the_same_batch():
     assert len(stored) == 4  # pages of 6, 6, 6 and 3 items
     items = sum(u["items"] for s in stored for u in s.value["by_model"].values())
     assert items == THREADS * PER_THREAD
+
+
+async def test_a_thread_killed_halfway_through_its_results_has_one_usage_record_counted_once():
+    store, tick, header, envelopes = await submitted_and_answered()
+    ledger = tick.batches._finish.ledger
+    write_all = ledger.put_items
+
+    async def dies_after_two(records: list[ItemRecord], **kwargs: Any) -> None:
+        await write_all(records[:2], **kwargs)  # t0's first two results, not its third
+        raise Killed("halfway through a page's results")
+
+    ledger.put_items = dies_after_two  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await tick.batches._finish.run(header, list(envelopes), _ignore)
+    ledger.put_items = write_all  # type: ignore[method-assign]
+    recorded = await ledger.get_items([f"t0:i-t0.{j}" for j in range(PER_THREAD)])
+    assert sorted(r.status for r in recorded.values()) == ["batched", "result", "result"]
+    await tick.batches._finish.run(header, list(envelopes), _ignore)
+
+    stored = await store.asearch(ledger.ns(USAGE))
+    assert sorted(s.namespace[-1] for s in stored) == [f"t{t}" for t in range(THREADS)]
+    assert {s.key for s in stored} == {header.batch_id}  # one record per thread and batch
+    for thread in range(THREADS):
+        by_model: dict[str, ModelUsage] = {}
+        records = await store.asearch(usage_namespace("bridge", f"t{thread}"))
+        add_records(by_model, [s.value for s in records])
+        assert by_model["gpt-4o-mini"]["items"] == PER_THREAD
 
 
 async def test_a_result_is_let_go_once_its_page_is_handed_on():

@@ -16,7 +16,14 @@ from batch_bridge._config import Reliability
 from batch_bridge._prices import DEFAULT_TABLE, load_prices
 from batch_bridge._results import interpret_poll
 from batch_bridge._store import ITEMS, Ledger
-from batch_bridge._usage import USAGE, USAGE_BATCHES, add_costs, summary, usage_namespace
+from batch_bridge._usage import (
+    USAGE,
+    USAGE_BATCHES,
+    add_costs,
+    add_records,
+    summary,
+    usage_namespace,
+)
 from batch_bridge.bridge.calls import Provider
 from batch_bridge.bridge.state import BridgeState
 from batch_bridge.bridge.tick import Tick
@@ -81,7 +88,7 @@ def expected(thread: str | None) -> dict[str, Any]:
 
 async def thread_usage(store: InMemoryStore, thread: str) -> dict[str, Any]:
     by_model: dict[str, Any] = {}
-    add_costs(by_model, [s.value for s in await store.asearch(usage_namespace("bridge", thread))])
+    add_records(by_model, [s.value for s in await store.asearch(usage_namespace("bridge", thread))])
     return dict(summary("bridge", thread, by_model))
 
 
