@@ -33,6 +33,7 @@ import orjson
 
 from batch_bridge import _trust
 from batch_bridge._constants import NAMESPACE_ROOT
+from batch_bridge._packed import unpack
 
 ItemStatus = Literal[
     "queued", "batched", "fallback", "result", "delivered", "undeliverable", "dropped"
@@ -251,6 +252,7 @@ class ItemRecord:
     def to_value(self) -> dict[str, Any]:
         """The signed store value."""
         value = _fields(self)
+        value["item"] = unpack(self.item)
         value["kind"] = ITEM_KIND
         return _trust.sign(value)
 

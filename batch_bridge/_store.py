@@ -18,6 +18,7 @@ from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 from batch_bridge import _hints, _trust
 from batch_bridge._constants import STORE_PAGE
 from batch_bridge._notice import REFUSED_KEY
+from batch_bridge._packed import pack
 from batch_bridge._records import (
     ALIAS_KIND,
     ALIASES,
@@ -136,9 +137,10 @@ class Ledger:
             if len(page) < STORE_PAGE:
                 return
 
-    async def items(self, status: ItemStatus) -> list[ItemRecord]:
+    async def items(self, status: ItemStatus, *, packed: bool = False) -> list[ItemRecord]:
         """The records of one status, each page parsed as it is read: the stored values
-        (twice the size of the records) are never all held at once."""
+        (twice the size of the records) are never all held at once. `packed`: each item
+        is kept as its JSON (`_packed`), for a flush that may read tens of thousands."""
         records: list[ItemRecord] = []
         seen: set[str] = set()
         async for page in self._pages(ITEMS, {"status": status}):
@@ -148,6 +150,8 @@ class Ledger:
                 seen.add(stored.key)
                 record = await self.parse_item(stored.key, stored.value)
                 if record is not None and record.status == status:
+                    if packed:
+                        record.item = pack(record.item)
                     records.append(record)
         return records
 

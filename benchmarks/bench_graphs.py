@@ -41,7 +41,7 @@ _provider = OpenAIBatch(retry_backoff_s=0.2)
 log = logging.getLogger("batch_bridge.bench")
 
 
-async def timed_submit(items: list[Any], *, idempotency_key: str | None = None) -> Any:
+async def timed_submit(items: Sequence[Any], *, idempotency_key: str | None = None) -> Any:
     """The adapter's submit, its duration logged for bench_scale.py to read."""
     started = time.perf_counter()
     handle = await _provider.submit(items, idempotency_key=idempotency_key)

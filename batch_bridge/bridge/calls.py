@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
+import typing
+from collections import abc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +63,20 @@ def accepts_idempotency_key(submit: Callable[..., Any]) -> bool:
     return any(
         p.name == "idempotency_key" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params
     )
+
+
+@functools.cache
+def takes_any_sequence(submit: Callable[..., Any]) -> bool:
+    """Whether `submit` declares its items a `Sequence` (the adapters do): it is then given
+    a read-only sequence that parses each item as it is read, not a list of them all."""
+    try:
+        params = list(inspect.signature(submit, eval_str=True).parameters.values())
+    except Exception:  # an annotation that does not evaluate: a list, as always
+        return False
+    if not params:
+        return False
+    hint = params[0].annotation
+    return hint is abc.Sequence or typing.get_origin(hint) is abc.Sequence
 
 
 def describe(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from batch_bridge import _callers
 from batch_bridge._notice import REFUSED_URL
+from batch_bridge._packed import Unpacked, unpack
 from batch_bridge._store import ALIASES, ITEMS, ItemRecord, Ledger
 from batch_bridge.bridge import dedupe
 from batch_bridge.bridge.batches import Batches, deadline_of, earliest
@@ -163,11 +164,12 @@ class Intake:
         left); returns whether it flushed."""
         if not await self._must_read_queue(force, now):
             return False
-        queued = sorted(await self.ledger.items("queued"), key=lambda r: r.created_at)
+        queued = await self.ledger.items("queued", packed=True)
+        queued.sort(key=lambda r: r.created_at)
         queued = await self._past_deadline(queued, now)
         chunks = plan_flush(
             queued,
-            payloads=[r.item for r in queued],
+            payloads=Unpacked([r.item for r in queued]),
             oldest_at=queued[0].created_at if queued else None,
             last_flushed_at=last_flushed_at,
             now=now,
@@ -203,6 +205,8 @@ class Intake:
         if not past:
             return queued
         ready, _later = await self.owners(past)
+        for record in ready:  # on to the normal API, one at a time
+            record.item = unpack(record.item)
         taken = {r.key for r in self.due}
         self.due += [r for r in ready if r.key not in taken]
         gone = {r.key for r in past}
