@@ -10,11 +10,13 @@ one at a time as the provider adapter builds its request lines.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any
 
 import orjson
 
-__all__ = ["Packed", "Unpacked", "pack", "unpack"]
+from batch_bridge._views import Mapped
+
+__all__ = ["Packed", "pack", "unpack", "unpacked"]
 
 
 class Packed:
@@ -45,21 +47,7 @@ def unpack(item: Any) -> Any:
     return orjson.loads(item.data) if isinstance(item, Packed) else item
 
 
-class Unpacked(Sequence[Any]):
+def unpacked(items: Sequence[Any]) -> Mapped[Any]:
     """Items, each read back from its JSON when it is looked at: what a provider adapter is
     given to submit, so a batch's items are never all parsed at once."""
-
-    def __init__(self, items: Sequence[Any]) -> None:
-        self._items = items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return [unpack(item) for item in self._items[index]]
-        return unpack(self._items[index])
+    return Mapped(unpack, items)

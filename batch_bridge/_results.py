@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any
 
 from batch_bridge._constants import RESULT_KIND
 from batch_bridge._store import check_storable
+from batch_bridge._views import Mapped
 from batch_bridge.errors import (
     _ERRORS_BY_NAME,
     BatchBridgeError,
@@ -83,26 +84,6 @@ def batch_failed(message: str, n: int) -> list[Envelope]:
     return [failed(BatchFailedError(message))] * n
 
 
-class Envelopes(Sequence[Envelope]):
-    """A poll's results enveloped as each is read: an adapter's results are made from
-    their rows when read, and stay that way (one page in memory at a time)."""
-
-    def __init__(self, results: Sequence[Any]) -> None:
-        self._results = results
-
-    def __len__(self) -> int:
-        return len(self._results)
-
-    @overload
-    def __getitem__(self, index: int) -> Envelope: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Envelope]: ...
-    def __getitem__(self, index: int | slice) -> Envelope | list[Envelope]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(len(self))[index]]
-        return _envelope(self._results[index])
-
-
 def _envelope(result: Any) -> Envelope:
     return failed(result) if isinstance(result, BaseException) else ok(result)
 
@@ -143,7 +124,7 @@ def interpret_poll(result: Any, n_items: int, batch_id: str) -> Pending | Sequen
         )
     if isinstance(result, list | tuple):
         return [_envelope(r) for r in result]
-    return Envelopes(result)
+    return Mapped(_envelope, result)  # each enveloped as read: one page in memory at a time
 
 
 def _as_batch_failure(error: BaseException, batch_id: str) -> BaseException:

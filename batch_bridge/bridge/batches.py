@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from batch_bridge._config import Reliability
-from batch_bridge._packed import Unpacked
+from batch_bridge._packed import unpacked
 from batch_bridge._prices import DEFAULT_TABLE, PriceTable
 from batch_bridge._results import Envelope, batch_failed, cancelled, interpret_poll
 from batch_bridge._store import BatchHeader, ItemRecord, Ledger, check_storable
@@ -172,7 +172,7 @@ class Batches:
         header.submit_attempts += 1
         header.last_error = None
         await self.ledger.put_header(header)  # the intent, durable before the provider call
-        payloads: Sequence[Any] = Unpacked([records[k].item for k in sent])
+        payloads: Sequence[Any] = unpacked([records[k].item for k in sent])
         if not takes_any_sequence(self.provider.submit):
             payloads = list(payloads)
         kwargs = {"idempotency_key": header.batch_id} if self.provider.keyed else {}

@@ -17,7 +17,7 @@ from typing import Any
 
 from batch_bridge import _callers
 from batch_bridge._notice import REFUSED_URL
-from batch_bridge._packed import Unpacked, unpack
+from batch_bridge._packed import unpack, unpacked
 from batch_bridge._store import ALIASES, ITEMS, ItemRecord, Ledger
 from batch_bridge.bridge import dedupe
 from batch_bridge.bridge.batches import Batches, deadline_of, earliest
@@ -169,7 +169,7 @@ class Intake:
         queued = await self._past_deadline(queued, now)
         chunks = plan_flush(
             queued,
-            payloads=Unpacked([r.item for r in queued]),
+            payloads=unpacked([r.item for r in queued]),
             oldest_at=queued[0].created_at if queued else None,
             last_flushed_at=last_flushed_at,
             now=now,

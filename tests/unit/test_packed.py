@@ -12,8 +12,9 @@ import orjson
 from langgraph.store.base import Item
 from langgraph.store.memory import InMemoryStore
 
-from batch_bridge._packed import Packed, Unpacked, pack, unpack
+from batch_bridge._packed import Packed, pack, unpack, unpacked
 from batch_bridge._store import ITEMS, Ledger
+from batch_bridge._views import Mapped
 from batch_bridge.bridge.calls import takes_any_sequence
 
 from .fakes import Clock, FakeClient, FakeProvider
@@ -37,7 +38,7 @@ def test_an_item_reads_back_exactly_and_what_orjson_cannot_write_stays_as_it_is(
 
 
 def test_unpacked_parses_on_each_read_and_slices_to_a_list():
-    view = Unpacked([pack(chat(n)) for n in range(5)] + ["plain"])
+    view = unpacked([pack(chat(n)) for n in range(5)] + ["plain"])
 
     assert len(view) == 6
     assert view[1] == chat(1) and view[-1] == "plain"
@@ -88,7 +89,7 @@ async def test_an_adapter_is_given_a_sequence_and_a_user_function_a_list_of_the_
     _, _ = await flushed(user)
 
     (given,) = adapter.given
-    assert isinstance(given, Unpacked) and list(given) == items
+    assert isinstance(given, Mapped) and list(given) == items
     assert adapter.submitted == user.submitted == [items]
     stored = {s.value["thread_id"]: s.value for s in await Ledger(store, "bridge").search(ITEMS)}
     claimed = [stored[f"t{n}"] for n in range(4)]
