@@ -92,13 +92,19 @@ class Verdict:
     """The thread's status, as the platform reports it."""
 
 
-def verdict(record: ItemRecord, thread: dict[str, Any] | None) -> Verdict:
+def verdicts(records: list[ItemRecord], thread: dict[str, Any] | None) -> list[Verdict]:
+    """What one thread says about each of its records; its interrupts are read once, not
+    once per record (a thread of a hundred parallel calls has a hundred of each)."""
     if thread is None:
-        return Verdict("missing")
+        return [Verdict("missing")] * len(records)
     status = thread.get("status")
     waiting = waiting_calls(thread)
-    if record.key in waiting:
-        interrupt_id, digest = waiting[record.key]
-        seen: Seen = "waits" if digest == record.digest else "other_item"
-        return Verdict(seen, interrupt_id, status)
-    return Verdict("busy" if status == "busy" else "not_waiting", None, status)
+    found: list[Verdict] = []
+    for record in records:
+        if record.key in waiting:
+            interrupt_id, digest = waiting[record.key]
+            seen: Seen = "waits" if digest == record.digest else "other_item"
+            found.append(Verdict(seen, interrupt_id, status))
+        else:
+            found.append(Verdict("busy" if status == "busy" else "not_waiting", None, status))
+    return found

@@ -136,8 +136,7 @@ class Deliverer:
         """The records this thread waits on now, with their interrupt ids; settles the rest."""
         ready: list[tuple[str, ItemRecord]] = []
         later: list[ItemRecord] = []
-        for record in records:
-            seen = _callers.verdict(record, thread)
+        for record, seen in zip(records, _callers.verdicts(records, thread), strict=True):
             if seen.seen == "waits" and record.attempts > 0 and seen.status == "busy":
                 # An earlier try's resume run may be the one queued on this thread (its
                 # interrupt shows as pending until that run executes): look again once the
