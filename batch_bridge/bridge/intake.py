@@ -75,7 +75,7 @@ class CallerCheck:
                 later += records
                 continue
             for record in records:
-                seen = verdicts[record.key]
+                seen = verdicts[id(record)]
                 if seen.seen == "waits":
                     ready.append(record)
                 elif seen.status == "busy":
@@ -90,16 +90,19 @@ class CallerCheck:
         return ready, later
 
     @staticmethod
-    async def _verdicts(client: Any, by_thread: _callers.Threads) -> dict[str, _callers.Verdict]:
-        """Each record's verdict by key, the threads read a page at a time: only the verdicts
-        are kept, not 500 threads of a hundred interrupts each (48 MB in the 50,000-request
-        benchmark)."""
-        verdicts: dict[str, _callers.Verdict] = {}
+    async def _verdicts(client: Any, by_thread: _callers.Threads) -> dict[int, _callers.Verdict]:
+        """Each record's verdict (by the record's identity), the threads read a page at a
+        time: only what the check needs is kept, not 500 threads of a hundred interrupts
+        each (48 MB in the 50,000-request benchmark)."""
+        verdicts: dict[int, _callers.Verdict] = {}
+        shared: dict[tuple[str, str | None], _callers.Verdict] = {}
         for page in _callers.pages(by_thread):
             threads = await _callers.read_threads(client, list(page))
             for thread_id, records in page.items():
                 found = _callers.verdicts(records, threads.get(thread_id))
-                verdicts.update(zip((r.key for r in records), found, strict=True))
+                for record, full in zip(records, found, strict=True):
+                    plain = _callers.Verdict(full.seen, None, full.status)
+                    verdicts[id(record)] = shared.setdefault((full.seen, full.status), plain)
         return verdicts
 
     async def withdraw(self, records: list[ItemRecord]) -> None:
