@@ -80,6 +80,7 @@ class Batches:
         self.finished: deque[dict[str, Any]] = deque(maxlen=RECENT_FINISHED)
         """What this tick finished, oldest first: outcome, counts and duration, no payloads."""
         self._finish = Finish(ledger, prices, self.counts, clock)
+        self._takes_sequence = takes_any_sequence(provider.submit)
 
     def due(self, header: BatchHeader, now: float) -> Step | None:
         """The provider call this batch is waiting for, if it is due at `now`."""
@@ -173,7 +174,7 @@ class Batches:
         header.last_error = None
         await self.ledger.put_header(header)  # the intent, durable before the provider call
         payloads: Sequence[Any] = unpacked([records[k].item for k in sent])
-        if not takes_any_sequence(self.provider.submit):
+        if not self._takes_sequence:
             payloads = list(payloads)
         kwargs = {"idempotency_key": header.batch_id} if self.provider.keyed else {}
         try:

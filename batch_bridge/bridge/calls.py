@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import typing
@@ -65,7 +64,6 @@ def accepts_idempotency_key(submit: Callable[..., Any]) -> bool:
     )
 
 
-@functools.cache
 def takes_any_sequence(submit: Callable[..., Any]) -> bool:
     """Whether `submit` declares its items a `Sequence` (the adapters do): it is then given
     a read-only sequence that parses each item as it is read, not a list of them all."""

@@ -6,6 +6,7 @@ Kept free of any SDK.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 import weakref
@@ -56,6 +57,43 @@ CACHE_BYTES = 64 << 20
 """Result rows kept between polls, counted in bytes of the files they were decoded from."""
 
 
+tempfile.gettempdir()  # resolved now, as graphs load: the first call may look at the cwd,
+# which `langgraph dev` refuses on its event loop once runs start (BlockingError).
+
+
+class _Spool:
+    """Bytes in memory up to `SPOOL_BYTES`, then in an unnamed temporary file, written and
+    read at explicit offsets (`os.pwrite`/`os.pread`, one row at a time from the page
+    cache). Not a `SpooledTemporaryFile`: its buffered reads and writes are blocking calls
+    `langgraph dev` refuses on its event loop, and the bridge reads rows from there."""
+
+    def __init__(self) -> None:
+        self._memory: bytearray | None = bytearray()
+        self._disk: Any = None  # closed with the object (the bridge reads rows until then)
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if self._memory is not None and self.size + len(data) > SPOOL_BYTES:
+            self._disk = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115
+            weakref.finalize(self, self._disk.close)
+            os.pwrite(self._disk.fileno(), self._memory, 0)
+            self._memory = None
+        if self._memory is not None:
+            self._memory += data
+        else:
+            os.pwrite(self._disk.fileno(), data, self.size)
+        self.size += len(data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        if self._memory is not None:
+            return bytes(self._memory[offset : offset + length])
+        return os.pread(self._disk.fileno(), length, offset)
+
+    @property
+    def on_disk(self) -> bool:
+        return self._disk is not None
+
+
 class FileRows(Mapping[str, Mapping[str, Any]]):
     """A JSONL result file's rows by custom_id (the first row of an id wins), each decoded
     when it is read. The file goes to a spooled temporary file (on disk past `SPOOL_BYTES`)
@@ -63,9 +101,7 @@ class FileRows(Mapping[str, Mapping[str, Any]]):
     its decoded rows, which take four times its size (50,000 rows: 42 MB, then 160 MB)."""
 
     def __init__(self) -> None:
-        # Closed by the finalizer once the rows are dropped (the bridge reads them until then).
-        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
-        weakref.finalize(self, self._file.close)
+        self._file = _Spool()
         self._spans: dict[str, tuple[int, int]] = {}
         self._tail = b""
         self.size = 0
@@ -101,8 +137,7 @@ class FileRows(Mapping[str, Mapping[str, Any]]):
 
     def __getitem__(self, cid: str) -> dict[str, Any]:
         offset, length = self._spans[cid]
-        self._file.seek(offset)
-        row: dict[str, Any] = orjson.loads(self._file.read(length))
+        row: dict[str, Any] = orjson.loads(self._file.read(offset, length))
         return row
 
     def __iter__(self) -> Iterator[str]:

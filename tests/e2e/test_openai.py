@@ -218,3 +218,15 @@ async def test_mixed_models_in_one_flush_go_to_separate_files(server, provider):
     # the emulator fails a file that mixes models, and names each batch's one model
     assert all(b.status == "completed" for b in new)
     assert {b.model for b in new} == {"gpt-4o-mini", "gpt-4o"}
+
+
+async def test_a_result_file_past_the_memory_spool_is_read_from_disk(server):
+    """Rows past `SPOOL_BYTES` wait in a temporary file: `langgraph dev` refuses blocking
+    file calls on its event loop, so a buffered spool failed every poll there."""
+    from batch_bridge.providers._rows import SPOOL_BYTES
+
+    texts = [f"long answer {i} " + "x" * (SPOOL_BYTES + 1000) for i in range(3)]
+    client, _, done = await run_agents(server, texts, "oa_bridge")
+    assert [t["status"] for t in done] == ["idle"] * 3, server.log()[-3000:]
+    await assert_each_own(client, texts, done)
+    assert "BlockingError" not in server.log()

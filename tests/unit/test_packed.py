@@ -53,6 +53,12 @@ def test_only_a_submit_that_declares_a_sequence_is_given_one():
     def unannotated(items): ...  # type: ignore[no-untyped-def]
     def unresolvable(items: NoSuchType) -> None: ...  # type: ignore[name-defined]  # noqa: F821
 
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self, items: Sequence[Any]) -> None: ...
+
+    assert takes_any_sequence(Unhashable())
     assert takes_any_sequence(as_sequence)
     assert not takes_any_sequence(as_list)
     assert not takes_any_sequence(unannotated)

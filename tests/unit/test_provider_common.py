@@ -106,7 +106,7 @@ def test_file_rows_arrive_in_any_chunks_and_large_files_wait_on_disk() -> None:
     assert len(rows) == 1100 and rows.size == len(data)
     assert rows["a-1099"] == {"custom_id": "a-1099", "pad": padding}
     assert rows["a-0"] == _common.FileRows.of(data)["a-0"]
-    assert rows._file._rolled  # on disk, not in memory
+    assert rows._file.on_disk  # not in memory
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
