@@ -100,10 +100,23 @@ def _drain(lines: queue.Queue[str]) -> str:
     return "".join(rest)
 
 
+_CTRL_C_ARRIVES = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+"""Runs the command with SIGINT as a terminal's Ctrl-C finds it: a shell that started the
+tests in the background leaves SIGINT ignored, and an ignored signal stays ignored across
+exec (the demo then never hears the test's Ctrl-C)."""
+
+
 async def test_demo_keep_serving_serves_the_page_until_ctrl_c():
     args = ["demo", "--threads", "6", "--provider-latency", "0.5", "--keep-serving"]
     demo = subprocess.Popen(
-        [CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-c", _CTRL_C_ARRIVES, CLI, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         lines = _lines(demo.stdout)
