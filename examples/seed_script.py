@@ -6,6 +6,8 @@ each call blocks until its own result is back. Run: `python examples/seed_script
 
 from __future__ import annotations
 
+import itertools
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -13,12 +15,18 @@ from datetime import timedelta
 from batch_bridge import Batcher
 
 submitted: dict[str, list[str]] = {}
+batch_numbers = itertools.count(1)  # several batches may be submitted at once
+
+
+def say(line: str) -> None:
+    """One write per line: the bridge submits from its own threads while results print."""
+    sys.stdout.write(line + "\n")
 
 
 def submit_batch(items):
     """Submit a batch of items for processing."""
-    print(f"Submitting batch of {len(items)} items")
-    batch_id = f"batch_{len(submitted) + 1}"
+    say(f"Submitting batch of {len(items)} items")
+    batch_id = f"batch_{next(batch_numbers)}"
     submitted[batch_id] = list(items)
     return batch_id
 
@@ -39,7 +47,7 @@ batcher = Batcher(
 
 if __name__ == "__main__":
     result = batcher.submit("item1")
-    print(result)
+    say(result)
     with ThreadPoolExecutor(max_workers=12) as pool:
         for line in pool.map(batcher.submit, [f"item{i}" for i in range(2, 14)]):
-            print(line)
+            say(line)
