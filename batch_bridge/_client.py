@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from langgraph.config import get_store
 from langgraph.store.base import BaseStore
+from langgraph.store.base.batch import AsyncBatchedBaseStore
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
@@ -294,7 +295,14 @@ class BridgeQueue:
         return list(await asyncio.gather(*(self.get(ns, key) for ns, key in keys)))
 
     async def put_many(self, entries: list[tuple[tuple[str, ...], str, dict[str, Any]]]) -> None:
-        """Write several records, each durable before the next is written."""
+        """Write several records, none durable before the ones listed ahead of it.
+
+        The platform's stores batch in a queue drained by one task, one batch at a time, so
+        puts started together join one batch, in order: one statement on PostgreSQL, hence
+        atomic. Any other store gets them one after the other."""
+        if isinstance(self.store, AsyncBatchedBaseStore):
+            await asyncio.gather(*(self.put(ns, key, value) for ns, key, value in entries))
+            return
         for ns, key, value in entries:
             await self.put(ns, key, value)
 

@@ -129,9 +129,9 @@ Steps = Generator[Reads | Writes, Any, str]
 def _enqueue_steps(new: ItemRecord, bridge: str) -> Steps:
     """The put-if-absent protocol, free of I/O so async and sync callers share it.
 
-    Yields store reads (answered with one value per key, read at once) and writes (made in
-    order: the alias before the item, so a retried run always finds the record its first
-    try wrote). Returns the key of the record that answers this call, which the interrupt
+    Yields store reads (answered with one value per key, read at once) and writes (the
+    item never durable before its alias, so a retried run always finds the record its
+    first try wrote). Returns the key of the record that answers this call, which the interrupt
     carries as its `ref` (the bridge resumes the interrupt with that ref).
     """
     items, aliases = namespace(bridge, ITEMS), namespace(bridge, ALIASES)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from langgraph.store.base.batch import AsyncBatchedBaseStore
 from langgraph.store.memory import InMemoryStore
 
-from batch_bridge import ConfigError
+from batch_bridge import ConfigError, _client
 from batch_bridge._config import Reliability
 from batch_bridge._store import (
     ALIASES,
@@ -149,6 +152,49 @@ def test_a_retried_run_with_a_new_interrupt_id_finds_the_first_record():
     assert len(store) == 2
     other = record(interrupt_id="i3", alias="another-call")
     assert run_steps(other, store) == other.key and len(store) == 4
+
+
+class BatchingStore(AsyncBatchedBaseStore):
+    """The platform's kind of store: ops started together are drained as one batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = InMemoryStore()
+        self.batches: list[list[str]] = []
+
+    async def abatch(self, ops):
+        ops = list(ops)
+        self.batches.append([op.key for op in ops])
+        return await self.inner.abatch(ops)
+
+
+class YieldingStore(InMemoryStore):
+    """A store without a batching queue whose writes interleave when run concurrently."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[str] = []
+
+    async def abatch(self, ops):
+        ops = list(ops)
+        for _ in range(3 if ops[0].key == "alias" else 0):
+            await asyncio.sleep(0)
+        self.written += [op.key for op in ops]
+        return self.batch(ops)
+
+
+async def test_a_caller_never_makes_its_item_durable_before_its_alias(monkeypatch):
+    """The platform's stores get both writes in one batch (one statement, atomic on
+    PostgreSQL), alias first; any other store gets them one after the other."""
+    entries = [(("bridge", "aliases"), "alias", {"v": 1}), (("bridge", "items"), "item", {"v": 2})]
+    batching = BatchingStore()
+    monkeypatch.setattr(_client, "get_store", lambda: batching)
+    await _client.BridgeQueue("bridge", None).put_many(entries)
+    assert batching.batches == [["alias", "item"]]
+    plain = YieldingStore()
+    monkeypatch.setattr(_client, "get_store", lambda: plain)
+    await _client.BridgeQueue("bridge", None).put_many(entries)
+    assert plain.written == ["alias", "item"]
 
 
 def test_idempotency_key_is_detected_from_the_signature():
