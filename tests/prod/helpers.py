@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,32 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from batch_bridge.testing import EmulatorServer
+from tests.conftest import start_prod_engine
 from tests.e2e.helpers import until
 from tests.support.prodengine import ProdEngine
+
+
+def engine_env(emulator: EmulatorServer, fault_dir: Path, **extra: str) -> dict[str, str]:
+    """The workers' environment: the emulator answers as OpenAI, kill points live in
+    `fault_dir`."""
+    return {
+        "OPENAI_BASE_URL": emulator.base_url,
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "BB_FAULT_DIR": str(fault_dir),
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def running_engine(
+    tmp_path_factory: Any, graphs: dict[str, str], env: dict[str, str]
+) -> Iterator[ProdEngine]:
+    """A module's engine: two workers on PostgreSQL + Redis, stopped when the module ends."""
+    engine = start_prod_engine(tmp_path_factory.mktemp("engine"), graphs, env=env)
+    try:
+        yield engine
+    finally:
+        engine.stop()
 
 
 def live_client(engine: ProdEngine) -> LangGraphClient:

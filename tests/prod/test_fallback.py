@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from batch_bridge.testing import Emulator, EmulatorServer
-from tests.conftest import start_prod_engine
 from tests.prod.helpers import (
     arm,
+    engine_env,
     fired,
     questions,
     restarted,
+    running_engine,
     runs_per_thread,
     settled,
     start_callers,
@@ -35,15 +36,9 @@ def emulator() -> Iterator[EmulatorServer]:
 def engine(
     tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorServer, fault_dir: Path
 ) -> Iterator[ProdEngine]:
-    env = {
-        "OPENAI_BASE_URL": emulator.base_url,
-        "OPENAI_API_KEY": "sk-test-not-a-real-key",
-        "BB_FAULT_DIR": str(fault_dir),
-    }
     graphs = {name: f"{GRAPHS}:{name}" for name in ("fb_bridge", "fb_agent")}
-    engine = start_prod_engine(tmp_path_factory.mktemp("engine"), graphs, env=env)
-    yield engine
-    engine.stop()
+    with running_engine(tmp_path_factory, graphs, engine_env(emulator, fault_dir)) as engine:
+        yield engine
 
 
 async def test_a_worker_killed_mid_fallback_call_resumes_the_caller_exactly_once(

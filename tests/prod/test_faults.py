@@ -18,16 +18,17 @@ import pytest
 
 from batch_bridge import UnknownBatchError, bridge_thread_id, cancel_batch
 from batch_bridge.testing import Emulator, EmulatorServer
-from tests.conftest import start_prod_engine
 from tests.e2e.helpers import until
 from tests.prod.helpers import (
     arm,
     assert_exactly_once,
+    engine_env,
     fired,
     live_client,
     questions,
     restarted,
     retrying,
+    running_engine,
     runs_per_thread,
     settled,
     start_callers,
@@ -61,16 +62,9 @@ def emulator() -> Iterator[EmulatorServer]:
 def engine(
     tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorServer, fault_dir: Path
 ) -> Iterator[ProdEngine]:
-    env = {
-        "OPENAI_BASE_URL": emulator.base_url,
-        "OPENAI_API_KEY": "sk-test-not-a-real-key",
-        "BB_FAULT_DIR": str(fault_dir),
-    }
-    engine = start_prod_engine(
-        tmp_path_factory.mktemp("engine"), {n: f"{GRAPHS}:{n}" for n in NAMES}, env=env
-    )
-    yield engine
-    engine.stop()
+    graphs = {n: f"{GRAPHS}:{n}" for n in NAMES}
+    with running_engine(tmp_path_factory, graphs, engine_env(emulator, fault_dir)) as engine:
+        yield engine
 
 
 @pytest.mark.parametrize(

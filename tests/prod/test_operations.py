@@ -19,16 +19,17 @@ import pytest
 
 from batch_bridge import bridge_thread_id, usage
 from batch_bridge.testing import Emulator, EmulatorServer
-from tests.conftest import start_prod_engine
 from tests.e2e.helpers import until
 from tests.prod.helpers import (
     arm,
     assert_exactly_once,
+    engine_env,
     fired,
     live_client,
     questions,
     restarted,
     retrying,
+    running_engine,
     runs_per_thread,
     settled,
     start_callers,
@@ -50,17 +51,13 @@ def emulator() -> Iterator[EmulatorServer]:
 def engine(
     tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorServer, fault_dir: Path
 ) -> Iterator[ProdEngine]:
-    env = {
-        "OPENAI_BASE_URL": emulator.base_url,
-        "OPENAI_API_KEY": "sk-test-not-a-real-key",
-        "BB_FAULT_DIR": str(fault_dir),
-        "LANGGRAPH_HTTP": json.dumps({"app": "batch_bridge.http:app"}),
-    }
+    env = engine_env(
+        emulator, fault_dir, LANGGRAPH_HTTP=json.dumps({"app": "batch_bridge.http:app"})
+    )
     graphs = {n: f"{GRAPHS / 'operations.py'}:{n}" for n in NAMES}
     graphs["bridge"] = f"{GRAPHS / 'faults.py'}:bridge"  # loads the delivery kill point
-    engine = start_prod_engine(tmp_path_factory.mktemp("ops-engine"), graphs, env=env)
-    yield engine
-    engine.stop()
+    with running_engine(tmp_path_factory, graphs, env) as engine:
+        yield engine
 
 
 async def status_on(url: str, bridge: str) -> dict[str, Any]:

@@ -22,9 +22,14 @@ from langgraph_sdk import get_client
 from batch_bridge import _trust, bridge_thread_id
 from batch_bridge._store import ItemRecord, digest
 from batch_bridge.testing import Emulator, EmulatorServer
-from tests.conftest import start_prod_engine
 from tests.e2e.helpers import until
-from tests.prod.helpers import assert_exactly_once, questions, start_callers, submissions
+from tests.prod.helpers import (
+    assert_exactly_once,
+    questions,
+    running_engine,
+    start_callers,
+    submissions,
+)
 from tests.support.prodengine import ProdEngine
 
 GRAPHS = Path(__file__).resolve().parent / "graphs" / "faults.py"
@@ -93,11 +98,9 @@ def engine(
         "BATCH_BRIDGE_SECRET": SECRET,
         "BATCH_BRIDGE_CALLBACK_URLS": "https://callers.example.com",
     }
-    engine = start_prod_engine(
-        tmp_path_factory.mktemp("engine"), {n: f"{GRAPHS}:{n}" for n in NAMES}, env=env
-    )
-    yield engine
-    engine.stop()
+    graphs = {n: f"{GRAPHS}:{n}" for n in NAMES}
+    with running_engine(tmp_path_factory, graphs, env) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -20,9 +20,15 @@ import pytest
 from batch_bridge import bridge_thread_id
 from batch_bridge.testing import Emulator, EmulatorServer
 from batch_bridge.testing._webhooks import new_secret, sign_webhook
-from tests.conftest import start_prod_engine
 from tests.e2e.helpers import until
-from tests.prod.helpers import assert_exactly_once, questions, retrying, start_callers
+from tests.prod.helpers import (
+    assert_exactly_once,
+    engine_env,
+    questions,
+    retrying,
+    running_engine,
+    start_callers,
+)
 from tests.support.prodengine import ProdEngine
 
 GRAPHS = Path(__file__).resolve().parent / "graphs"
@@ -42,18 +48,16 @@ def emulator() -> Iterator[EmulatorServer]:
 def engine(
     tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorServer, fault_dir: Path
 ) -> Iterator[ProdEngine]:
-    env = {
-        "OPENAI_BASE_URL": emulator.base_url,
-        "OPENAI_API_KEY": "sk-test-not-a-real-key",
-        "OPENAI_WEBHOOK_SECRET": SECRET,
-        "BB_FAULT_DIR": str(fault_dir),
-        "LANGGRAPH_HTTP": json.dumps({"app": "batch_bridge.http:app"}),
-    }
+    env = engine_env(
+        emulator,
+        fault_dir,
+        OPENAI_WEBHOOK_SECRET=SECRET,
+        LANGGRAPH_HTTP=json.dumps({"app": "batch_bridge.http:app"}),
+    )
     spec = str(GRAPHS / "webhooks.py")
     graphs = {name: f"{spec}:{name}" for name in ("pg_hook", "pg_hook_agent")}
-    engine = start_prod_engine(tmp_path_factory.mktemp("hook-engine"), graphs, env=env)
-    yield engine
-    engine.stop()
+    with running_engine(tmp_path_factory, graphs, env) as engine:
+        yield engine
 
 
 def polls(fault_dir: Path) -> list[tuple[int, float]]:
