@@ -131,8 +131,8 @@ def _enqueue_steps(new: ItemRecord, bridge: str) -> Steps:
 
     Yields store reads (answered with one value per key, read at once) and writes (the
     item never durable before its alias, so a retried run always finds the record its
-    first try wrote). Returns the key of the record that answers this call, which the interrupt
-    carries as its `ref` (the bridge resumes the interrupt with that ref).
+    first try wrote). Returns the key of the record that answers this call, which the
+    interrupt carries as its `ref` (the bridge resumes the interrupt with that ref).
     """
     items, aliases = namespace(bridge, ITEMS), namespace(bridge, ALIASES)
     existing, aliased = yield ("get", [(items, new.key), (aliases, new.alias or "")])

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
@@ -32,7 +33,7 @@ def engine_env(emulator: EmulatorServer, fault_dir: Path, **extra: str) -> dict[
 
 @contextlib.contextmanager
 def running_engine(
-    tmp_path_factory: Any, graphs: dict[str, str], env: dict[str, str]
+    tmp_path_factory: pytest.TempPathFactory, graphs: dict[str, str], env: dict[str, str]
 ) -> Iterator[ProdEngine]:
     """A module's engine: two workers on PostgreSQL + Redis, stopped when the module ends."""
     engine = start_prod_engine(tmp_path_factory.mktemp("engine"), graphs, env=env)

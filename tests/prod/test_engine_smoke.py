@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 
-from tests.conftest import start_prod_engine
 from tests.e2e.helpers import until
+from tests.prod.helpers import running_engine
 from tests.support.prodengine import ProdEngine
 
 GRAPHS = Path(__file__).resolve().parent / "graphs" / "smoke.py"
@@ -29,12 +29,9 @@ def smoke_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def engine(tmp_path_factory: pytest.TempPathFactory, smoke_dir: Path) -> Iterator[ProdEngine]:
     graphs = {"echo": f"{GRAPHS}:echo", "held": f"{GRAPHS}:held"}
     began = time.monotonic()
-    engine = start_prod_engine(
-        tmp_path_factory.mktemp("prod"), graphs, env={"PROD_SMOKE_DIR": str(smoke_dir)}
-    )
-    print(f"engine up in {time.monotonic() - began:.2f}s: {engine.timings}")
-    yield engine
-    engine.stop()
+    with running_engine(tmp_path_factory, graphs, {"PROD_SMOKE_DIR": str(smoke_dir)}) as engine:
+        print(f"engine up in {time.monotonic() - began:.2f}s: {engine.timings}")
+        yield engine
 
 
 async def test_a_run_on_one_worker_is_visible_on_the_other(engine: ProdEngine) -> None:
